@@ -1,6 +1,30 @@
 """Lightning callbacks for learning-rate control.
 
-Every callback follows one rule (see ``lr_callbacks.core``)::
+Every callback follows one rule (see :mod:`lr_callbacks.core`)::
 
     lr_g = scheduled_g * prod(active modifier factors)
 """
+
+from lr_callbacks.core import LRContributor, Modifier, Schedule
+from lr_callbacks.plateau import ReduceOnPlateau
+from lr_callbacks.schedule_callbacks import (
+    CosineAnnealing,
+    CosineWarmRestarts,
+    CyclicLR,
+    ExponentialDecay,
+    OneCycle,
+    StepDecay,
+)
+
+__all__ = [
+    "CosineAnnealing",
+    "CosineWarmRestarts",
+    "CyclicLR",
+    "ExponentialDecay",
+    "LRContributor",
+    "Modifier",
+    "OneCycle",
+    "ReduceOnPlateau",
+    "Schedule",
+    "StepDecay",
+]

@@ -1,0 +1,174 @@
+"""Reduce the scheduled LR when a logged metric stops improving."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import lightning.pytorch as pl
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from typing_extensions import override
+
+from lr_callbacks._checks import check_choice, check_number, per_group
+from lr_callbacks.core import Schedule, apply_lr
+
+
+class ReduceOnPlateau(Schedule):
+    """Multiply the scheduled LR by ``factor`` once ``monitor`` has not improved for ``patience`` checks.
+
+    Follows ``torch.optim.lr_scheduler.ReduceLROnPlateau`` exactly. The metric is read from
+    ``trainer.callback_metrics`` at the end of each training epoch (after that epoch's validation), or
+    after each optimizer step with ``interval="step"``; the reduction applies from the next epoch/step.
+    Rank zero decides and broadcasts, so every rank keeps the same LR.
+
+    Args:
+        monitor: Name of a logged metric.
+        mode: ``"min"`` or ``"max"``.
+        factor: Reduction factor, in ``(0, 1)``.
+        patience: Checks without improvement to tolerate.
+        threshold: Minimal change that counts as an improvement.
+        threshold_mode: ``"rel"`` or ``"abs"``.
+        cooldown: Checks to wait after a reduction before counting again.
+        min_lr: Floor on the LR's magnitude, one value or one per param group.
+        eps: Reductions smaller than this are skipped.
+        interval: ``"epoch"`` or ``"step"``.
+
+    Raises:
+        ValueError: For an unknown ``mode``/``threshold_mode`` or an out-of-range number.
+        MisconfigurationException: If ``monitor`` is not among the logged metrics when it is read.
+
+    Example::
+
+        >>> from lr_callbacks import ReduceOnPlateau
+        >>> ReduceOnPlateau(monitor="val_loss", factor=0.5, patience=5)
+        ReduceOnPlateau(monitor='val_loss', mode='min', factor=0.5, patience=5)
+    """
+
+    MODES = ("min", "max")
+    THRESHOLD_MODES = ("rel", "abs")
+
+    def __init__(
+        self,
+        monitor: str,
+        mode: str = "min",
+        factor: float = 0.1,
+        patience: int = 10,
+        threshold: float = 1e-4,
+        threshold_mode: str = "rel",
+        cooldown: int = 0,
+        min_lr: float | Sequence[float] = 0.0,
+        eps: float = 1e-8,
+        interval: str = "epoch",
+    ) -> None:
+        super().__init__(interval)
+        if not isinstance(monitor, str) or not monitor:
+            raise ValueError(f"`monitor` must be the name of a logged metric, got {monitor!r}.")
+        self.monitor = monitor
+        self.mode = check_choice("mode", mode, self.MODES)
+        self.factor = check_number("factor", factor, gt=0, lt=1)
+        self.patience = check_number("patience", patience, ge=0, integer=True)
+        self.threshold = check_number("threshold", threshold, ge=0)
+        self.threshold_mode = check_choice("threshold_mode", threshold_mode, self.THRESHOLD_MODES)
+        self.cooldown = check_number("cooldown", cooldown, ge=0, integer=True)
+        for value in min_lr if isinstance(min_lr, Sequence) else [min_lr]:
+            check_number("min_lr", value, ge=0)
+        self.min_lr = min_lr
+        self.eps = check_number("eps", eps, ge=0)
+        self.best = math.inf if mode == "min" else -math.inf
+        self.num_bad = 0
+        self.cooldown_counter = 0
+        # The reduced LR of each param group of each optimizer; absent until the first reduction.
+        self.lrs: list[list[float]] | None = None
+        self._last_step = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"ReduceOnPlateau(monitor={self.monitor!r}, mode={self.mode!r}, factor={self.factor}, "
+            f"patience={self.patience})"
+        )
+
+    @property
+    @override
+    def state_key(self) -> str:
+        return self._generate_state_key(monitor=self.monitor, mode=self.mode, interval=self.interval)
+
+    def is_better(self, current: float) -> bool:
+        if self.mode == "min":
+            bound = self.best * (1.0 - self.threshold) if self.threshold_mode == "rel" else self.best - self.threshold
+            return current < bound
+        bound = self.best * (1.0 + self.threshold) if self.threshold_mode == "rel" else self.best + self.threshold
+        return current > bound
+
+    def observe(self, current: float) -> bool:
+        """Feed one value of the metric; return whether the LR is to be reduced."""
+        if self.is_better(current):
+            self.best = current
+            self.num_bad = 0
+        else:
+            self.num_bad += 1
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.num_bad = 0
+        if self.num_bad > self.patience:
+            self.cooldown_counter = self.cooldown
+            self.num_bad = 0
+            return True
+        return False
+
+    def _reduce(self, trainer: pl.Trainer) -> None:
+        if self.lrs is None:
+            self.lrs = [[g["initial_lr"] for g in opt.param_groups] for opt in trainer.optimizers]
+        for lrs in self.lrs:
+            floors = per_group("min_lr", self.min_lr, len(lrs))
+            for g, old in enumerate(lrs):
+                new = math.copysign(max(abs(old) * self.factor, floors[g]), old)
+                if abs(old) - abs(new) > self.eps:
+                    lrs[g] = new
+
+    def _check(self, trainer: pl.Trainer) -> None:
+        if trainer.sanity_checking:
+            return
+        value = trainer.callback_metrics.get(self.monitor)
+        if value is None:
+            raise MisconfigurationException(
+                f"ReduceOnPlateau(monitor={self.monitor!r}) found no such metric; logged metrics are "
+                f"{sorted(trainer.callback_metrics)}. Log it with `self.log({self.monitor!r}, ...)`."
+            )
+        reduce = self.observe(float(value))
+        # Rank zero's decision (and bookkeeping) is the one every rank follows.
+        state = trainer.strategy.broadcast(self.state_dict())
+        self.load_state_dict(state)
+        reduce = bool(trainer.strategy.broadcast(reduce))
+        if reduce:
+            self._reduce(trainer)
+            apply_lr(trainer)
+
+    @override
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.interval == "epoch":
+            self._check(trainer)
+
+    @override
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        # Only batches that ended with an optimizer step count under gradient accumulation.
+        if self.interval == "step" and trainer.global_step != self._last_step:
+            self._last_step = trainer.global_step
+            self._check(trainer)
+
+    @override
+    def scheduled_lr(self, base_lr: float, optimizer_idx: int, group_idx: int, n_groups: int) -> float:
+        return base_lr if self.lrs is None else self.lrs[optimizer_idx][group_idx]
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "num_bad": self.num_bad, "cooldown_counter": self.cooldown_counter, "lrs": self.lrs}
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best = state_dict.get("best", self.best)
+        self.num_bad = state_dict.get("num_bad", self.num_bad)
+        self.cooldown_counter = state_dict.get("cooldown_counter", self.cooldown_counter)
+        self.lrs = state_dict.get("lrs", self.lrs)

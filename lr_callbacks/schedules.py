@@ -1,0 +1,113 @@
+"""Learning-rate schedules as pure functions of time ``t`` and their hyper-parameters.
+
+Each function returns the LR at ``t`` (an epoch or optimizer-step index; fractional epochs for
+:func:`cosine_warm_restarts`). ``base`` is the group's base LR and may be negative: every schedule
+scales it multiplicatively, so its sign is kept, never flipped.
+"""
+
+from __future__ import annotations
+
+import math
+
+
+def step_decay(t: float, base: float, step_size: int, gamma: float) -> float:
+    """``base * gamma ** floor(t / step_size)`` (torch ``StepLR``)."""
+    return base * gamma ** (int(t) // step_size)
+
+
+def exponential_decay(t: float, base: float, gamma: float | None = None, k: float | None = None) -> float:
+    """``base * gamma ** t`` (torch ``ExponentialLR``), or the continuous form ``base * exp(-k t)``."""
+    if gamma is not None:
+        return base * gamma**t
+    assert k is not None
+    return base * math.exp(-k * t)
+
+
+def _cosine(eta_max: float, eta_min: float, progress: float) -> float:
+    return eta_min + (eta_max - eta_min) * (1.0 + math.cos(math.pi * progress)) / 2.0
+
+
+def cosine_annealing(t: float, base: float, T_max: int, eta_min: float = 0.0) -> float:
+    """Cosine from ``base`` to ``eta_min`` over ``T_max``, then held at ``eta_min``."""
+    return _cosine(base, eta_min, min(t, T_max) / T_max)
+
+
+def warm_restart_position(t: float, T_0: int, T_mult: int) -> tuple[float, float]:
+    """``(T_cur, T_i)``: the position inside the current SGDR period and that period's length."""
+    if t < T_0:
+        return t, float(T_0)
+    if T_mult == 1:
+        return t % T_0, float(T_0)
+    n = int(math.log(t / T_0 * (T_mult - 1) + 1, T_mult))
+    return t - T_0 * (T_mult**n - 1) / (T_mult - 1), float(T_0 * T_mult**n)
+
+
+def cosine_warm_restarts(t: float, base: float, T_0: int, T_mult: int = 1, eta_min: float = 0.0) -> float:
+    """SGDR: cosine annealing restarted after ``T_0``, ``T_0*T_mult``, ... epochs (``t`` may be fractional)."""
+    T_cur, T_i = warm_restart_position(t, T_0, T_mult)
+    return _cosine(base, eta_min, T_cur / T_i)
+
+
+CYCLIC_MODES = ("triangular", "triangular2", "exp_range")
+
+
+def cyclic(
+    t: float,
+    base_lr: float,
+    max_lr: float,
+    step_size_up: int,
+    step_size_down: int | None = None,
+    mode: str = "triangular",
+    gamma: float = 1.0,
+) -> float:
+    """Cyclical LR (Smith, 2017) between ``base_lr`` and ``max_lr`` (torch ``CyclicLR``)."""
+    down = step_size_up if step_size_down is None else step_size_down
+    total = float(step_size_up + down)
+    ratio = step_size_up / total
+    cycle = math.floor(1 + t / total)
+    x = 1.0 + t / total - cycle
+    scale = x / ratio if x <= ratio else (x - 1) / (ratio - 1)
+    height = (max_lr - base_lr) * scale
+    if mode == "triangular":
+        amplitude = 1.0
+    elif mode == "triangular2":
+        amplitude = 1 / (2.0 ** (cycle - 1))
+    else:
+        amplitude = gamma**t
+    return base_lr + height * amplitude
+
+
+ANNEAL_STRATEGIES = ("cos", "linear")
+
+
+def one_cycle(
+    t: float,
+    max_lr: float,
+    total_steps: int,
+    pct_start: float = 0.3,
+    anneal_strategy: str = "cos",
+    div_factor: float = 25.0,
+    final_div_factor: float = 1e4,
+    three_phase: bool = False,
+) -> float:
+    """1cycle (Smith & Topin, 2018): warm up to ``max_lr``, then anneal far below the start (torch ``OneCycleLR``).
+
+    ``t`` beyond the last step holds the final LR.
+    """
+    initial = max_lr / div_factor
+    final = initial / final_div_factor
+    warm_end = float(pct_start * total_steps) - 1
+    if three_phase:
+        phases = [(warm_end, initial, max_lr), (2 * warm_end, max_lr, initial), (total_steps - 1, initial, final)]
+    else:
+        phases = [(warm_end, initial, max_lr), (total_steps - 1, max_lr, final)]
+    t = min(t, total_steps - 1)
+    start_step = 0.0
+    for i, (end_step, start_lr, end_lr) in enumerate(phases):
+        if t <= end_step or i == len(phases) - 1:
+            pct = (t - start_step) / (end_step - start_step)
+            if anneal_strategy == "cos":
+                return _cosine(start_lr, end_lr, pct)
+            return (end_lr - start_lr) * pct + start_lr
+        start_step = end_step
+    raise AssertionError("unreachable")
