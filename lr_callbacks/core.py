@@ -48,6 +48,19 @@ class LRContributor(Callback):
         self.interval = check_choice("interval", interval, INTERVALS)
         self._t: float = 0.0
 
+    def _identity(self) -> dict[str, Any]:
+        """The arguments that tell two instances apart; they make the ``state_key``."""
+        return {"interval": self.interval}
+
+    @property
+    @override
+    def state_key(self) -> str:
+        # Lightning reads the key around every hook call, so it is built once.
+        key = self.__dict__.get("_state_key")
+        if key is None:
+            key = self.__dict__["_state_key"] = self._generate_state_key(**self._identity())
+        return key
+
     def _time(self, trainer: pl.Trainer, batch_idx: int) -> float:
         """The current ``t`` for a ``"step"`` interval; subclasses may return fractional epochs."""
         return float(trainer.global_step)

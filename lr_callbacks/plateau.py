@@ -88,10 +88,9 @@ class ReduceOnPlateau(Schedule):
             f"patience={self.patience})"
         )
 
-    @property
     @override
-    def state_key(self) -> str:
-        return self._generate_state_key(monitor=self.monitor, mode=self.mode, interval=self.interval)
+    def _identity(self) -> dict[str, Any]:
+        return {"monitor": self.monitor, "mode": self.mode, "interval": self.interval}
 
     def is_better(self, current: float) -> bool:
         if self.mode == "min":

@@ -16,14 +16,6 @@ from lr_callbacks.core import Schedule
 class _ClosedFormSchedule(Schedule):
     """A schedule whose LR is a pure function of ``t``; it has no state of its own to checkpoint."""
 
-    def _identity(self) -> dict[str, Any]:
-        raise NotImplementedError
-
-    @property
-    @override
-    def state_key(self) -> str:
-        return self._generate_state_key(**self._identity())
-
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self._identity().items())
         return f"{type(self).__name__}({args})"

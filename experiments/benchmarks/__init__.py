@@ -1,0 +1,1 @@
+"""Benchmarks printed by ``lr-benchmark``: each module exposes ``run(args)``."""
