@@ -6,6 +6,7 @@ Every callback follows one rule (see :mod:`lr_callbacks.core`)::
 """
 
 from lr_callbacks.core import LRContributor, Modifier, Schedule
+from lr_callbacks.finder import LRFinder, LRFinderResult
 from lr_callbacks.plateau import ReduceOnPlateau
 from lr_callbacks.schedule_callbacks import (
     CosineAnnealing,
@@ -15,6 +16,9 @@ from lr_callbacks.schedule_callbacks import (
     OneCycle,
     StepDecay,
 )
+from lr_callbacks.sign import SignAlternation
+from lr_callbacks.spike import SpikeAdaptiveLR
+from lr_callbacks.warmup import Warmup
 
 __all__ = [
     "CosineAnnealing",
@@ -22,9 +26,14 @@ __all__ = [
     "CyclicLR",
     "ExponentialDecay",
     "LRContributor",
+    "LRFinder",
+    "LRFinderResult",
     "Modifier",
     "OneCycle",
     "ReduceOnPlateau",
     "Schedule",
+    "SignAlternation",
+    "SpikeAdaptiveLR",
     "StepDecay",
+    "Warmup",
 ]
