@@ -1,0 +1,459 @@
+"""Dataclass schemas of the configs, registered in Hydra's ConfigStore.
+
+Each YAML file in ``conf/`` lists its schema first in its defaults list (e.g.
+``callbacks/step_decay.yaml`` starts with ``- step_decay_schema``), so a misspelled or
+unknown key fails when the config is composed, with Hydra naming the key. Each schema
+holds exactly the constructor arguments of its ``_target_`` (tests check this).
+
+Keyed groups (``callbacks``, ``logger``) hold ``{name: object}`` so several files can be
+selected at once (``callbacks: [step_decay, warmup]``); their schemas are keyed the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+# --------------------------------------------------------------------------- callbacks
+
+
+@dataclass
+class StepDecayConf:
+    _target_: str = "lr_callbacks.StepDecay"
+    step_size: int = MISSING
+    gamma: float = 0.1
+    interval: str = "epoch"
+
+
+@dataclass
+class ExponentialDecayConf:
+    _target_: str = "lr_callbacks.ExponentialDecay"
+    gamma: Optional[float] = None
+    k: Optional[float] = None
+    interval: str = "epoch"
+
+
+@dataclass
+class CosineAnnealingConf:
+    _target_: str = "lr_callbacks.CosineAnnealing"
+    T_max: int = MISSING
+    eta_min: float = 0.0
+    interval: str = "epoch"
+
+
+@dataclass
+class CosineWarmRestartsConf:
+    _target_: str = "lr_callbacks.CosineWarmRestarts"
+    T_0: int = MISSING
+    T_mult: int = 1
+    eta_min: float = 0.0
+    interval: str = "epoch"
+
+
+@dataclass
+class CyclicLRConf:
+    _target_: str = "lr_callbacks.CyclicLR"
+    base_lr: Any = MISSING  # float or one per param group
+    max_lr: Any = MISSING
+    step_size_up: int = MISSING
+    step_size_down: Optional[int] = None
+    mode: str = "triangular"
+    gamma: float = 1.0
+    interval: str = "step"
+
+
+@dataclass
+class OneCycleConf:
+    _target_: str = "lr_callbacks.OneCycle"
+    max_lr: Any = MISSING  # float, one per group, or null (each group's base LR)
+    total_steps: Optional[int] = None
+    pct_start: float = 0.3
+    anneal_strategy: str = "cos"
+    div_factor: float = 25.0
+    final_div_factor: float = 1e4
+    three_phase: bool = False
+    interval: str = "step"
+
+
+@dataclass
+class ReduceOnPlateauConf:
+    _target_: str = "lr_callbacks.ReduceOnPlateau"
+    monitor: str = MISSING
+    mode: str = "min"
+    factor: float = 0.1
+    patience: int = 10
+    threshold: float = 1e-4
+    threshold_mode: str = "rel"
+    cooldown: int = 0
+    min_lr: Any = 0.0  # float or one per param group
+    eps: float = 1e-8
+    interval: str = "epoch"
+
+
+@dataclass
+class WarmupConf:
+    _target_: str = "lr_callbacks.Warmup"
+    duration: int = MISSING
+    start_factor: float = 0.0
+    interval: str = "step"
+    shape: str = "linear"
+
+
+@dataclass
+class SpikeAdaptiveLRConf:
+    _target_: str = "lr_callbacks.SpikeAdaptiveLR"
+    monitor: Optional[str] = None
+    threshold: float = 1.1
+    decay: Any = "halve"  # "halve", "sqrt" or a float factor
+    min_lr: float = 1e-6
+    interval: str = "epoch"
+    ema: Optional[float] = None
+    recovery_patience: Optional[int] = None
+    recovery_factor: float = 2.0
+    rollback: bool = False
+    nan_policy: str = "spike"
+
+
+@dataclass
+class SignAlternationConf:
+    _target_: str = "lr_callbacks.SignAlternation"
+    pattern: str = "alternate"
+    period: int = 1
+    negative_scale: float = 1.0
+    interval: str = "epoch"
+
+
+@dataclass
+class LRFinderConf:
+    _target_: str = "lr_callbacks.LRFinder"
+    min_lr: float = 1e-7
+    max_lr: float = 10.0
+    num_steps: int = 100
+    mode: str = "exponential"
+    smoothing: float = 0.98
+    diverge_threshold: float = 4.0
+    suggestion: str = "valley"
+    apply: bool = True
+    run_at_start: bool = True
+    run_at_epoch: Any = None  # int or list of epochs
+    curvature_scale: float = 1.0
+    monitor: Optional[str] = None
+    save_dir: Optional[str] = None
+
+
+@dataclass
+class LearningRateMonitorConf:
+    _target_: str = "lightning.pytorch.callbacks.LearningRateMonitor"
+    logging_interval: Optional[str] = None
+    log_momentum: bool = False
+    log_weight_decay: bool = False
+
+
+@dataclass
+class ModelCheckpointConf:
+    _target_: str = "lightning.pytorch.callbacks.ModelCheckpoint"
+    dirpath: Optional[str] = None
+    filename: Optional[str] = None
+    monitor: Optional[str] = None
+    verbose: bool = False
+    save_last: Optional[bool] = None
+    save_top_k: int = 1
+    save_on_exception: bool = False
+    save_weights_only: bool = False
+    mode: str = "min"
+    auto_insert_metric_name: bool = True
+    every_n_train_steps: Optional[int] = None
+    train_time_interval: Any = None
+    every_n_epochs: Optional[int] = None
+    save_on_train_epoch_end: Optional[bool] = None
+    enable_version_counter: bool = True
+
+
+#: file name in conf/callbacks/ -> schema
+CALLBACK_SCHEMAS: dict[str, type] = {
+    "step_decay": StepDecayConf,
+    "exponential_decay": ExponentialDecayConf,
+    "cosine_annealing": CosineAnnealingConf,
+    "cosine_warm_restarts": CosineWarmRestartsConf,
+    "cyclic_lr": CyclicLRConf,
+    "one_cycle": OneCycleConf,
+    "reduce_on_plateau": ReduceOnPlateauConf,
+    "warmup": WarmupConf,
+    "spike_adaptive": SpikeAdaptiveLRConf,
+    "sign_alternation": SignAlternationConf,
+    "lr_finder": LRFinderConf,
+    "lr_monitor": LearningRateMonitorConf,
+    "model_checkpoint": ModelCheckpointConf,
+}
+
+# --------------------------------------------------------------------------- optimizers (partial)
+
+
+@dataclass
+class SGDConf:
+    _target_: str = "torch.optim.SGD"
+    _partial_: bool = True
+    lr: float = 0.01
+    momentum: float = 0.0
+    dampening: float = 0.0
+    weight_decay: float = 0.0
+    nesterov: bool = False
+    maximize: bool = False
+    foreach: Optional[bool] = None
+    differentiable: bool = False
+    fused: Optional[bool] = None
+
+
+@dataclass
+class AdamConf:
+    _target_: str = "torch.optim.Adam"
+    _partial_: bool = True
+    lr: float = 0.001
+    betas: Any = (0.9, 0.999)
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    amsgrad: bool = False
+    foreach: Optional[bool] = None
+    maximize: bool = False
+    capturable: bool = False
+    differentiable: bool = False
+    fused: Optional[bool] = None
+    decoupled_weight_decay: bool = False
+
+
+@dataclass
+class AdamWConf:
+    _target_: str = "torch.optim.AdamW"
+    _partial_: bool = True
+    lr: float = 0.001
+    betas: Any = (0.9, 0.999)
+    eps: float = 1e-8
+    weight_decay: float = 0.01
+    amsgrad: bool = False
+    maximize: bool = False
+    foreach: Optional[bool] = None
+    capturable: bool = False
+    differentiable: bool = False
+    fused: Optional[bool] = None
+
+
+@dataclass
+class RMSpropConf:
+    _target_: str = "torch.optim.RMSprop"
+    _partial_: bool = True
+    lr: float = 0.01
+    alpha: float = 0.99
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    momentum: float = 0.0
+    centered: bool = False
+    capturable: bool = False
+    foreach: Optional[bool] = None
+    maximize: bool = False
+    differentiable: bool = False
+
+
+OPTIMIZER_SCHEMAS: dict[str, type] = {"sgd": SGDConf, "adam": AdamConf, "adamw": AdamWConf, "rmsprop": RMSpropConf}
+
+# --------------------------------------------------------------------------- tasks
+
+
+@dataclass
+class LinearRegressionTaskConf:
+    _target_: str = "experiments.tasks.LinearRegressionTask"
+    in_features: int = 1
+    init_std: float = 0.01
+
+
+@dataclass
+class XORTaskConf:
+    _target_: str = "experiments.tasks.XORTask"
+    hidden_dim: int = 4
+    batch_norm: bool = False
+    he_init: bool = False
+    converge_loss: Optional[float] = 0.1
+    converge_accuracy: Optional[float] = 1.0
+
+
+@dataclass
+class ContinualAutoencoderTaskConf:
+    _target_: str = "experiments.tasks.ContinualAutoencoderTask"
+    input_dim: int = 784
+    hidden_dim: int = 64
+    adapt_threshold: float = 0.02
+    output_activation: str = "sigmoid"
+
+
+@dataclass
+class TrajectoryTaskConf:
+    _target_: str = "experiments.tasks.TrajectoryTask"
+    optimizers: Optional[dict[str, Any]] = None  # name -> partial optimizer
+    start: list[float] = field(default_factory=lambda: [5.0, 4.0])
+    curvature: list[float] = field(default_factory=lambda: [1.0, 10.0])
+
+
+TASK_SCHEMAS: dict[str, type] = {
+    "regression": LinearRegressionTaskConf,
+    "xor": XORTaskConf,
+    "autoencoder": ContinualAutoencoderTaskConf,
+    "trajectories": TrajectoryTaskConf,
+}
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass
+class _LoaderConf:
+    batch_size: Optional[int] = None
+    eval_batch_size: Optional[int] = None
+    shuffle: bool = True
+    seed: int = 0
+
+
+@dataclass
+class LinearDataConf(_LoaderConf):
+    _target_: str = "experiments.data.LinearDataModule"
+    n: int = 100
+    noise: float = 0.0
+    slope: float = 2.0
+    n_eval: int = 100
+
+
+@dataclass
+class HousingDataConf(_LoaderConf):
+    _target_: str = "experiments.data.HousingDataModule"
+    data_home: Optional[str] = None
+    test_size: float = 0.2
+    split_seed: int = 42
+    val_fraction: float = 0.0
+    batch_size: Optional[int] = 32
+
+
+@dataclass
+class XORDataConf(_LoaderConf):
+    _target_: str = "experiments.data.XORDataModule"
+    repeats: int = 1
+    noise: float = 0.0
+
+
+@dataclass
+class GaussianClassesDataConf(_LoaderConf):
+    _target_: str = "experiments.data.GaussianClassesDataModule"
+    n: int = 1000
+    n_eval: int = 200
+    dim: int = 784
+    low_mean: float = 0.2
+    high_mean: float = 0.8
+    std: float = 0.1
+    phase: str = "pretrain"
+
+
+@dataclass
+class StepsDataConf:
+    _target_: str = "experiments.data.StepsDataModule"
+    steps_per_epoch: int = 50
+
+
+DATA_SCHEMAS: dict[str, type] = {
+    "linear": LinearDataConf,
+    "housing": HousingDataConf,
+    "xor": XORDataConf,
+    "gaussian_classes": GaussianClassesDataConf,
+    "steps": StepsDataConf,
+}
+
+# --------------------------------------------------------------------------- trainer, logger, adapt
+
+
+@dataclass
+class TrainerConf:
+    """``lightning.pytorch.Trainer`` arguments; ``callbacks``, ``logger`` and ``enable_checkpointing`` are set by ``train()``."""
+
+    _target_: str = "lightning.pytorch.Trainer"
+    accelerator: Any = "auto"
+    strategy: Any = "auto"
+    devices: Any = "auto"
+    num_nodes: int = 1
+    precision: Any = None
+    fast_dev_run: Any = False
+    max_epochs: Optional[int] = None
+    min_epochs: Optional[int] = None
+    max_steps: int = -1
+    min_steps: Optional[int] = None
+    max_time: Any = None
+    limit_train_batches: Any = None
+    limit_val_batches: Any = None
+    limit_test_batches: Any = None
+    limit_predict_batches: Any = None
+    overfit_batches: float = 0.0
+    val_check_interval: Any = None
+    check_val_every_n_epoch: Optional[int] = 1
+    num_sanity_val_steps: Optional[int] = None
+    log_every_n_steps: Optional[int] = None
+    enable_progress_bar: Optional[bool] = None
+    enable_model_summary: Optional[bool] = None
+    accumulate_grad_batches: int = 1
+    gradient_clip_val: Optional[float] = None
+    gradient_clip_algorithm: Optional[str] = None
+    deterministic: Any = None
+    benchmark: Optional[bool] = None
+    inference_mode: bool = True
+    use_distributed_sampler: bool = True
+    profiler: Any = None
+    detect_anomaly: bool = False
+    barebones: bool = False
+    plugins: Any = None
+    sync_batchnorm: bool = False
+    reload_dataloaders_every_n_epochs: int = 0
+    default_root_dir: Optional[str] = None
+    enable_autolog_hparams: bool = True
+    model_registry: Optional[str] = None
+
+
+@dataclass
+class TensorBoardLoggerConf:
+    _target_: str = "lightning.pytorch.loggers.TensorBoardLogger"
+    save_dir: str = MISSING
+    name: Optional[str] = "tensorboard"
+    version: Any = ""
+    log_graph: bool = False
+    default_hp_metric: bool = False
+    prefix: str = ""
+    sub_dir: Optional[str] = None
+
+
+@dataclass
+class CSVLoggerConf:
+    _target_: str = "lightning.pytorch.loggers.CSVLogger"
+    save_dir: str = MISSING
+    name: Optional[str] = "csv"
+    version: Any = ""
+    prefix: str = ""
+    flush_logs_every_n_steps: int = 100
+
+
+@dataclass
+class AdaptConf:
+    """Second phase of a continual-learning run: its own optimizer, callbacks, batch size and length."""
+
+    max_epochs: int = MISSING
+    batch_size: Optional[int] = None
+    optimizer: Any = None
+    callbacks: Any = None
+
+
+def register_configs() -> None:
+    """Registers every schema as ``<group>/<name>_schema`` in the ConfigStore (idempotent)."""
+    cs = ConfigStore.instance()
+    for name, schema in CALLBACK_SCHEMAS.items():
+        cs.store(group="callbacks", name=f"{name}_schema", node={name: schema})
+    for group, table in (("optimizer", OPTIMIZER_SCHEMAS), ("task", TASK_SCHEMAS), ("data", DATA_SCHEMAS)):
+        for name, schema in table.items():
+            cs.store(group=group, name=f"{name}_schema", node=schema)
+    cs.store(group="trainer", name="trainer_schema", node=TrainerConf)
+    cs.store(group="logger", name="tensorboard_schema", node={"tensorboard": TensorBoardLoggerConf})
+    cs.store(group="logger", name="csv_schema", node={"csv": CSVLoggerConf})
+    cs.store(group="adapt", name="adapt_schema", node=AdaptConf)
