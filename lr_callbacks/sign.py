@@ -58,12 +58,14 @@ class SignAlternation(Modifier):
             f"negative_scale={self.negative_scale}, interval={self.interval!r})"
         )
 
-    @property
     @override
-    def state_key(self) -> str:
-        return self._generate_state_key(
-            pattern=self.pattern, period=self.period, negative_scale=self.negative_scale, interval=self.interval
-        )
+    def _identity(self) -> dict[str, Any]:
+        return {
+            "pattern": self.pattern,
+            "period": self.period,
+            "negative_scale": self.negative_scale,
+            "interval": self.interval,
+        }
 
     def factor(self, t: float) -> float:
         """The sign factor at time ``t``."""

@@ -138,12 +138,9 @@ class SpikeAdaptiveLR(Modifier):
             f"min_lr={self.min_lr}, interval={self.interval!r})"
         )
 
-    @property
     @override
-    def state_key(self) -> str:
-        return self._generate_state_key(
-            monitor=self.monitor, threshold=self.threshold, decay=self.decay, interval=self.interval
-        )
+    def _identity(self) -> dict[str, Any]:
+        return {"monitor": self.monitor, "threshold": self.threshold, "decay": self.decay, "interval": self.interval}
 
     # --- the rule -------------------------------------------------------------------------------------
 

@@ -59,12 +59,9 @@ class Warmup(Modifier):
             f"interval={self.interval!r}, shape={self.shape!r})"
         )
 
-    @property
     @override
-    def state_key(self) -> str:
-        return self._generate_state_key(
-            duration=self.duration, start_factor=self.start_factor, interval=self.interval, shape=self.shape
-        )
+    def _identity(self) -> dict[str, Any]:
+        return {"duration": self.duration, "start_factor": self.start_factor, "interval": self.interval, "shape": self.shape}
 
     def factor(self, t: float) -> float:
         """The warmup factor at time ``t``."""
