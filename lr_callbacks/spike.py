@@ -22,10 +22,12 @@ class SpikeAdaptiveLR(Modifier):
 
     After each epoch (``interval="epoch"``) the value ``L_t`` is read: by default the mean of that epoch's
     training-step losses (taken from what ``training_step`` returns, so nothing has to be logged), or the
-    logged metric ``monitor``. A *spike* is ``L_{t-1} > 0 and L_t / L_{t-1} > threshold``. On a spike the
+    logged metric ``monitor`` (read at the end of the training epoch, after that epoch's validation). A *spike* is ``L_{t-1} > 0 and L_t / L_{t-1} > threshold``. On a spike the
     scale ``s_g`` of every param group becomes ``max(s_g * decay, min_lr / |base_lr_g|)`` (never more than
     it was), and the new LR applies from the next epoch. The baseline ``L_{t-1}`` is then ``L_t``, spike or
     not. With no schedule and no other modifier this is the seed's rule ``lr <- max(lr * decay, min_lr)``.
+    (The seed measures each batch's loss just after that batch's update; a training-step loss is measured
+    just before it. The rule is the same; its input is shifted by one update.)
 
     **The floor.** ``min_lr`` bounds what the spike scale alone can take away: the scale never goes below
     ``min_lr / |base_lr_g|``, so ``|base_lr_g| * s_g >= min_lr``. A schedule or another modifier underneath
@@ -42,8 +44,9 @@ class SpikeAdaptiveLR(Modifier):
     * ``recovery_patience``: after that many calm checks in a row, grow the scale by ``recovery_factor``
       (capped at 1), and count again.
     * ``rollback=True``: on a spike, also restore the model weights and the optimizer state (deep copies,
-      bit-identical) saved at the last calm check; the baseline then stays at that check's value. The copy
-      lives on the model's device and is saved in checkpoints, so it doubles their size.
+      bit-identical) saved at the last calm check (or at train start); the baseline then stays at that
+      check's value. The copy is retaken after every calm check (every step with ``interval="step"``), lives
+      on the model's device and is saved in checkpoints, so it doubles their size.
     * ``nan_policy``: what a non-finite value does. ``"spike"`` (default) counts it as a spike and keeps
       the last finite baseline, ``"ignore"`` skips the check, ``"raise"`` raises. A NaN never reaches the LR.
 
@@ -100,15 +103,8 @@ class SpikeAdaptiveLR(Modifier):
             raise ValueError(f"`monitor` must be None or the name of a logged metric, got {monitor!r}.")
         self.monitor = monitor
         self.threshold = check_number("threshold", threshold, gt=1)
-        if isinstance(decay, str):
-            check_choice("decay", decay, [*self.DECAYS, "a float in (0, 1)"])
-        else:
-            try:
-                check_number("decay", decay, gt=0, lt=1)
-            except ValueError:
-                raise ValueError(
-                    f"`decay` must be one of {list(self.DECAYS)} or a float in (0, 1), got {decay!r}."
-                ) from None
+        if not (decay in self.DECAYS if isinstance(decay, str) else _is_fraction(decay)):
+            raise ValueError(f"`decay` must be one of {list(self.DECAYS)} or a float in (0, 1), got {decay!r}.")
         self.decay = decay
         self.decay_factor: float = self.DECAYS[decay] if isinstance(decay, str) else float(decay)
         self.min_lr = check_number("min_lr", min_lr, ge=0)
@@ -195,7 +191,8 @@ class SpikeAdaptiveLR(Modifier):
             count = self._loss_count
             self._loss_sum, self._loss_count = None, 0
             if total is None:
-                total = torch.zeros((), dtype=torch.float64, device=strategy.root_device)
+                dtype = torch.float32 if strategy.root_device.type == "mps" else torch.float64
+                total = torch.zeros((), dtype=dtype, device=strategy.root_device)
             total = strategy.reduce(total, reduce_op="sum")
             count_t = torch.tensor(float(count), dtype=total.dtype, device=total.device)
             count_t = strategy.reduce(count_t, reduce_op="sum")
@@ -213,7 +210,8 @@ class SpikeAdaptiveLR(Modifier):
                     f"SpikeAdaptiveLR(monitor={self.monitor!r}) found no such metric; logged metrics are "
                     f"{sorted(trainer.callback_metrics)}. Log it with `self.log({self.monitor!r}, ...)`."
                 )
-            tensor = torch.as_tensor(metric, dtype=torch.float64).to(strategy.root_device)
+            dtype = torch.float32 if strategy.root_device.type == "mps" else torch.float64
+            tensor = torch.as_tensor(metric).to(device=strategy.root_device, dtype=dtype)
             value = float(strategy.reduce(tensor, reduce_op="mean"))
         # One value for every rank, whatever the reduction's rounding.
         return float(strategy.broadcast(value))
@@ -352,3 +350,8 @@ class SpikeAdaptiveLR(Modifier):
         loss_sum = state_dict.get("loss_sum")
         self._loss_sum = None if loss_sum is None else torch.tensor(loss_sum, dtype=torch.float64)
         self._loss_count = state_dict.get("loss_count", self._loss_count)
+
+
+def _is_fraction(value: Any) -> bool:
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return is_number and 0.0 < value < 1.0

@@ -343,7 +343,7 @@ def test_monitor_reads_a_logged_metric() -> None:
 def test_logs_scale_events_and_loss(tmp_path: Path) -> None:
     script = [1.0, 1.5, 1.5, 2.0]
     logger = CSVLogger(tmp_path, name="", version="")
-    run_scripted(script, SpikeAdaptiveLR(rollback=True), base_lrs=(0.1, 0.2), logger=logger)
+    run_scripted(script, SpikeAdaptiveLR(rollback=True), base_lrs=(0.1, 0.2), logger=logger, log_every_n_steps=1)
     with open(Path(logger.log_dir) / "metrics.csv") as f:
         rows = [r for r in csv.DictReader(f) if r.get("spike_detected")]
     # The scripted losses ignore the weights: after each rollback the baseline stays 1.0, so all three spike.
