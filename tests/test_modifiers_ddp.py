@@ -27,6 +27,8 @@ class PerRankLoss(TinyRegression):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
         value = LOCAL_LOSSES[self.global_rank][self.current_epoch]
+        # The same value as a rank-local logged metric (no sync_dist): the callback has to reduce it.
+        self.log("local", torch.tensor(value, dtype=torch.float64), on_step=False, on_epoch=True)
         return 0.0 * nn.functional.mse_loss(self(x), y).double() + value
 
 
@@ -51,13 +53,19 @@ class Report(Callback):
         (Path(self.out_dir) / f"rank{trainer.global_rank}.json").write_text(json.dumps(data))
 
 
-def test_ddp_ranks_agree_on_spikes_and_lrs(tmp_path: Path) -> None:
+@pytest.mark.filterwarnings("ignore:.*sync_dist=True.*")
+@pytest.mark.parametrize(
+    "monitor",
+    [None, pytest.param("local", marks=pytest.mark.slow)],  # one spawn costs ~15-20 s on 2 cores
+    ids=["step-losses", "logged-metric"],
+)
+def test_ddp_ranks_agree_on_spikes_and_lrs(monitor: str | None, tmp_path: Path) -> None:
     trainer = pl.Trainer(
         accelerator="cpu",
         devices=2,
         strategy="ddp_spawn",
         max_epochs=len(LOCAL_LOSSES[0]),
-        callbacks=[SpikeAdaptiveLR(), SignAlternation(period=2), Warmup(3), Report(str(tmp_path))],
+        callbacks=[SpikeAdaptiveLR(monitor=monitor), SignAlternation(period=2), Warmup(3), Report(str(tmp_path))],
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
