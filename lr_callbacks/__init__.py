@@ -6,6 +6,7 @@ Every callback follows one rule (see :mod:`lr_callbacks.core`)::
 """
 
 from lr_callbacks.core import LRContributor, Modifier, Schedule
+from lr_callbacks.finder import LRFinder, LRFinderResult
 from lr_callbacks.plateau import ReduceOnPlateau
 from lr_callbacks.schedule_callbacks import (
     CosineAnnealing,
@@ -25,6 +26,8 @@ __all__ = [
     "CyclicLR",
     "ExponentialDecay",
     "LRContributor",
+    "LRFinder",
+    "LRFinderResult",
     "Modifier",
     "OneCycle",
     "ReduceOnPlateau",

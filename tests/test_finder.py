@@ -1,0 +1,398 @@
+"""LRFinder: exact restoration, mid-training sweeps, group ratios, schedules, logging, arguments, ranks."""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback
+from tiny import LRRecorder, TinyRegression, loader, regression_data, tiny_trainer
+from torch import nn
+from torch.utils.data import DataLoader
+
+from lr_callbacks import LRFinder, StepDecay
+from lr_callbacks.finder import smooth, suggest, sweep_lrs
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+def shuffled_loader() -> DataLoader:
+    return DataLoader(regression_data(64), batch_size=8, shuffle=True)
+
+
+def state_of(module: nn.Module, optimizers: list[torch.optim.Optimizer]) -> dict[str, Any]:
+    return {
+        "module": {k: v.detach().clone() for k, v in module.state_dict(keep_vars=True).items()},
+        "grads": [None if p.grad is None else p.grad.clone() for p in module.parameters()],
+        "optimizers": [copy.deepcopy(opt.state_dict()) for opt in optimizers],
+        "rng": (torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate()),
+    }
+
+
+def assert_identical(a: Any, b: Any) -> None:
+    """Bit-identical nested structure of tensors / numbers / containers."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
+    elif isinstance(a, np.ndarray):
+        assert np.array_equal(a, b)
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert_identical(a[key], b[key])
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            assert_identical(x, y)
+    else:
+        assert a == b
+
+
+class FailingRegression(TinyRegression):
+    """Raises from ``training_step`` on its ``fail_at``-th call once armed."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fail_at: int | None = None
+        self.calls = 0
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        if self.fail_at is not None:
+            self.calls += 1
+            if self.calls == self.fail_at:
+                raise RuntimeError("injected failure")
+        return super().training_step(batch, batch_idx)
+
+
+class Probe(Callback):
+    """At the start of ``epoch``: snapshot, run the finder by hand, snapshot again."""
+
+    def __init__(self, finder: LRFinder, epoch: int = 1, fail_at: int | None = None) -> None:
+        self.finder = finder
+        self.epoch = epoch
+        self.fail_at = fail_at
+        self.before: dict[str, Any] | None = None
+        self.after: dict[str, Any] | None = None
+        self.error: BaseException | None = None
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.current_epoch != self.epoch:
+            return
+        self.before = state_of(pl_module, trainer.optimizers)
+        pl_module.fail_at = self.fail_at
+        try:
+            self.finder.find(trainer, pl_module)
+        except RuntimeError as err:
+            self.error = err
+        pl_module.fail_at = None
+        self.after = state_of(pl_module, trainer.optimizers)
+
+
+# ----------------------------------------------------------------------------------------------- restoration
+@pytest.mark.parametrize(
+    "optimizer, kwargs",
+    [(torch.optim.SGD, {"momentum": 0.9}), (torch.optim.Adam, {}), (torch.optim.AdamW, {"weight_decay": 0.1})],
+)
+@pytest.mark.parametrize("fail_at", [None, 4])
+def test_everything_is_restored_bit_for_bit(optimizer: Any, kwargs: dict, fail_at: int | None) -> None:
+    torch.manual_seed(0)
+    model = FailingRegression(base_lrs=(0.05, 0.02), optimizer=optimizer, **kwargs)
+    model.layer = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 1))  # buffers too
+    model.configure_optimizers = lambda: optimizer(  # type: ignore[method-assign]
+        [{"params": model.layer[0].parameters(), "lr": 0.05}, {"params": model.layer[2].parameters(), "lr": 0.02}]
+        + [{"params": model.layer[1].parameters(), "lr": 0.05}],
+        **kwargs,
+    )
+    finder = LRFinder(num_steps=20, max_lr=1.0, apply=False, run_at_start=False)
+    probe = Probe(finder, epoch=1, fail_at=fail_at)
+    tiny_trainer([probe], max_epochs=2).fit(model, shuffled_loader())
+
+    assert probe.before is not None and probe.after is not None
+    assert probe.before["optimizers"][0]["state"], "the optimizer had state before the sweep"
+    assert_identical(probe.before, probe.after)
+    if fail_at is None:
+        assert probe.error is None and finder.result is not None and finder.result.steps > 5
+    else:
+        assert isinstance(probe.error, RuntimeError) and "injected" in str(probe.error)
+
+
+@pytest.mark.parametrize("where", ["start", "epoch1"])
+def test_a_finder_that_applies_nothing_is_invisible_to_training(where: str) -> None:
+    """Same data order, same RNG, same weights at the end as a run without the finder."""
+
+    def run(with_finder: bool) -> tuple[list[torch.Tensor], list[float]]:
+        torch.manual_seed(0)
+        model = TinyRegression(base_lrs=(0.05,), momentum=0.9)
+        finder = LRFinder(num_steps=15, apply=False, run_at_start=where == "start", run_at_epoch=1 if where == "epoch1" else None)
+        tiny_trainer([finder] if with_finder else [], max_epochs=3).fit(model, shuffled_loader())
+        losses = model.step_losses
+        if with_finder:  # drop the sweep's steps (before epoch 0 or before epoch 1)
+            assert finder.result is not None and finder.result.epoch == (0 if where == "start" else 1)
+            first = 0 if where == "start" else 8
+            losses = losses[:first] + losses[first + finder.result.steps :]
+        return [p.detach().clone() for p in model.parameters()], losses
+
+    params, losses = run(True)
+    ref_params, ref_losses = run(False)
+    assert losses == ref_losses
+    assert all(torch.equal(p, q) for p, q in zip(params, ref_params))
+
+
+# ----------------------------------------------------------------------------------------------- the curve
+def test_mid_training_sweep_records_a_full_curve_with_fresh_bias_correction() -> None:
+    torch.manual_seed(0)
+    model = TinyRegression(base_lrs=(0.05,))
+    finder = LRFinder(min_lr=1e-6, max_lr=1e-2, num_steps=30, run_at_start=False, run_at_epoch=2, apply=False)
+    tiny_trainer([finder], max_epochs=3).fit(model, loader())
+    result = finder.result
+    assert result is not None and result.epoch == 2
+    assert result.steps == 30 and not result.diverged
+    assert result.lrs == pytest.approx(sweep_lrs(1e-6, 1e-2, 30))
+    # The i-th smoothed value is corrected by 1 - beta**(i+1), counting from the sweep's own first step.
+    assert result.smoothed_losses == pytest.approx(smooth(result.losses, 0.98))
+    assert result.smoothed_losses[0] == pytest.approx(result.losses[0])
+
+
+def test_sweep_stops_on_divergence() -> None:
+    torch.manual_seed(0)
+    finder = LRFinder(min_lr=1e-4, max_lr=1e3, num_steps=60, apply=False)
+    tiny_trainer([finder], max_epochs=1).fit(TinyRegression(base_lrs=(0.05,)), loader())
+    result = finder.result
+    assert result is not None and result.diverged and 5 < result.steps < 60
+    last, best = result.smoothed_losses[-1], min(result.smoothed_losses[:-1])
+    assert not math.isfinite(last) or last > 4.0 * best
+    assert all(s <= 4.0 * min(result.smoothed_losses[: i + 1]) for i, s in enumerate(result.smoothed_losses[:-1]))
+
+
+def test_pure_curve_helpers() -> None:
+    assert sweep_lrs(1e-7, 10.0, 100)[0] == pytest.approx(1e-7) and sweep_lrs(1e-7, 10.0, 100)[-1] == pytest.approx(10.0)
+    beta, losses = 0.9, [3.0, 1.0, 2.0]
+    avg, expected = 0.0, []
+    for i, loss in enumerate(losses):
+        avg = beta * avg + (1 - beta) * loss
+        expected.append(avg / (1 - beta ** (i + 1)))
+    assert smooth(losses, beta) == pytest.approx(expected)
+    # A curve that falls fastest between points 5 and 6 (steps of -1 elsewhere -0.1).
+    lrs = [10.0 ** (i - 10) for i in range(12)]
+    curve = [10.0 - 0.1 * i for i in range(12)]
+    curve = [c - (5.0 if i >= 6 else 0.0) for i, c in enumerate(curve)]
+    lr, idx = suggest("steepest", lrs, curve, curve)
+    assert idx in (5, 6) and lr == lrs[idx]
+    lr, idx = suggest("min_div10", lrs, curve, curve)
+    assert idx == 11 and lr == pytest.approx(lrs[11] / 10)
+    lr, idx = suggest("valley", lrs, curve, curve)  # the whole curve descends: halfway along it
+    assert idx == 5
+    assert suggest("valley", lrs[:1], curve[:1], curve[:1]) is None
+
+
+# ----------------------------------------------------------------------------------------------- applying it
+class GroupLRs(TinyRegression):
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        self.seen_lrs = getattr(self, "seen_lrs", [])
+        self.seen_lrs.append([g["lr"] for g in self.optimizers().param_groups])
+        return super().training_step(batch, batch_idx)
+
+
+def test_group_ratios_are_kept_and_the_suggestion_is_the_base_of_a_schedule() -> None:
+    torch.manual_seed(0)
+    model = GroupLRs(base_lrs=(0.1, 0.05))
+    finder = LRFinder(num_steps=40, max_lr=1.0, suggestion="min_div10")
+    recorder = LRRecorder()
+    tiny_trainer([finder, StepDecay(step_size=1, gamma=0.5), recorder], max_epochs=2).fit(model, loader())
+
+    sweep = model.seen_lrs[: finder.result.steps]
+    assert all(a == pytest.approx(2.0 * b) for a, b in sweep)
+    assert [a for a, _ in sweep] == pytest.approx(finder.result.lrs)
+    s = finder.result.suggestion
+    assert s is not None
+    optimizer = model.trainer.optimizers[0]
+    assert [g["initial_lr"] for g in optimizer.param_groups] == pytest.approx([s, s / 2])
+    assert recorder.lrs[0] == pytest.approx([s, s / 2])  # epoch 0 of StepDecay: the base
+    assert recorder.lrs[8] == pytest.approx([s / 2, s / 4])  # epoch 1: decayed from the suggestion
+
+
+class WithLambdaLR(TinyRegression):
+    def configure_optimizers(self) -> Any:
+        optimizer = torch.optim.SGD(self.parameters(), lr=0.05)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 0.5**epoch)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+
+def test_a_torch_lambda_scheduler_does_not_overwrite_the_suggestion() -> None:
+    torch.manual_seed(0)
+    finder = LRFinder(num_steps=30, max_lr=1.0, suggestion="min_div10")
+    recorder = LRRecorder()
+    tiny_trainer([finder, recorder], max_epochs=3).fit(WithLambdaLR(), loader())
+    s = finder.result.suggestion
+    assert s is not None and s != pytest.approx(0.05)
+    assert [lrs[0] for lrs in recorder.lrs[::8]] == pytest.approx([s, s / 2, s / 4])
+
+
+class TwoOptimizers(pl.LightningModule):
+    """Manual optimization with two optimizers of different base LRs (10:1)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.a, self.b = nn.Linear(3, 4), nn.Linear(4, 1)
+        self.seen_lrs: list[tuple[float, float]] = []
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        opt_a, opt_b = self.optimizers()
+        self.seen_lrs.append((opt_a.param_groups[0]["lr"], opt_b.param_groups[0]["lr"]))
+        x, y = batch
+        loss = nn.functional.mse_loss(self.b(torch.tanh(self.a(x))), y)
+        opt_a.zero_grad()
+        opt_b.zero_grad()
+        self.manual_backward(loss)
+        opt_a.step()
+        opt_b.step()
+        return loss
+
+    def configure_optimizers(self) -> Any:
+        return torch.optim.SGD(self.a.parameters(), lr=0.1, momentum=0.9), torch.optim.Adam(self.b.parameters(), lr=0.01)
+
+
+def test_several_optimizers_are_swept_together_and_restored() -> None:
+    torch.manual_seed(0)
+    model = TwoOptimizers()
+    model.fail_at = None  # the probe arms this attribute; this module never fails
+    finder = LRFinder(num_steps=25, max_lr=1.0, suggestion="min_div10", run_at_start=False)
+    probe = Probe(finder, epoch=1)
+    tiny_trainer([probe], max_epochs=2).fit(model, loader())
+    assert_identical(probe.before["module"], probe.after["module"])
+    assert_identical([o["state"] for o in probe.before["optimizers"]], [o["state"] for o in probe.after["optimizers"]])
+    sweep = model.seen_lrs[8 : 8 + finder.result.steps]
+    assert all(a == pytest.approx(10.0 * b) for a, b in sweep)
+    s = finder.result.suggestion
+    opt_a, opt_b = model.trainer.optimizers
+    assert (opt_a.param_groups[0]["initial_lr"], opt_b.param_groups[0]["initial_lr"]) == pytest.approx((s, s / 10))
+
+
+class Accumulating(TinyRegression):
+    def __init__(self) -> None:
+        super().__init__(base_lrs=(0.05,))
+        self.clip_calls = 0
+
+    def configure_gradient_clipping(self, optimizer: Any, gradient_clip_val: Any = None, gradient_clip_algorithm: Any = None) -> None:
+        self.clip_calls += 1
+        super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+
+
+def test_accumulation_and_clipping_follow_the_trainer() -> None:
+    torch.manual_seed(0)
+    model = Accumulating()
+    finder = LRFinder(num_steps=10, max_lr=1e-2, apply=False)
+    tiny_trainer([finder], max_epochs=1, accumulate_grad_batches=2, gradient_clip_val=0.5).fit(model, loader())
+    assert finder.result.steps == 10
+    assert len(model.step_losses) == 2 * 10 + 8  # two batches per sweep step, then the real epoch
+    assert finder.result.losses[0] == pytest.approx(sum(model.step_losses[:2]) / 2)
+    assert model.clip_calls == 10 + 4  # once per optimizer step: sweep + epoch (8 batches / 2)
+
+
+def test_the_suggestion_is_broadcast_from_rank_zero(monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.manual_seed(0)
+    model = TinyRegression(base_lrs=(0.05,))
+    trainer = tiny_trainer([], max_epochs=1)
+    reduced: list[float] = []
+
+    def reduce(value: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(value, torch.Tensor) and value.dtype == torch.float64:  # the finder's losses
+            reduced.append(float(value))
+        return value
+
+    monkeypatch.setattr(trainer.strategy, "reduce", reduce)
+    monkeypatch.setattr(trainer.strategy, "broadcast", lambda obj, src=0: 0.0123 if isinstance(obj, float) else obj)
+    finder = LRFinder(num_steps=12, max_lr=1e-2)
+    trainer.callbacks.append(finder)
+    trainer.fit(model, loader())
+    assert len(reduced) == finder.result.steps == 12  # every step's loss is averaged over ranks
+    assert finder.result.suggestion == 0.0123
+    assert trainer.optimizers[0].param_groups[0]["initial_lr"] == pytest.approx(0.0123)
+
+
+def test_resuming_from_a_checkpoint_skips_the_sweep(tmp_path: Any) -> None:
+    torch.manual_seed(0)
+    finder = LRFinder(num_steps=12, max_lr=1e-2)
+    trainer = tiny_trainer([finder], max_epochs=1)
+    trainer.fit(TinyRegression(), loader())
+    trainer.save_checkpoint(tmp_path / "last.ckpt")
+
+    resumed = LRFinder(num_steps=12, max_lr=1e-2)
+    calls: list[int] = []
+    resumed.find = lambda *a: calls.append(1)  # type: ignore[method-assign]
+    tiny_trainer([resumed], max_epochs=2).fit(TinyRegression(), loader(), ckpt_path=tmp_path / "last.ckpt")
+    assert calls == []
+    assert resumed.result is not None and resumed.result.suggestion == finder.result.suggestion
+
+
+# ----------------------------------------------------------------------------------------------- outputs
+def test_png_tensorboard_figure_and_scalars(tmp_path: Any) -> None:
+    from lightning.pytorch.loggers import TensorBoardLogger
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    torch.manual_seed(0)
+    finder = LRFinder(num_steps=20, max_lr=1.0)
+    logger = TensorBoardLogger(tmp_path, name="run")
+    tiny_trainer([finder], max_epochs=1, logger=logger).fit(TinyRegression(), loader())
+    logger.experiment.flush()
+    assert (tmp_path / "run" / "version_0" / "lr_finder.png").stat().st_size > 1000
+    events = EventAccumulator(str(tmp_path / "run" / "version_0"), size_guidance={"images": 0, "scalars": 0}).Reload()
+    assert "lr_finder" in events.Tags()["images"]
+    losses = events.Scalars("lr_finder/loss")
+    assert [e.value for e in losses] == pytest.approx(finder.result.losses)
+    assert events.Scalars("lr_finder/suggestion")[0].value == pytest.approx(finder.result.suggestion)
+
+
+def test_no_logger_saves_the_png_to_save_dir_and_plot_returns_a_figure(tmp_path: Any) -> None:
+    from matplotlib.figure import Figure
+
+    torch.manual_seed(0)
+    finder = LRFinder(num_steps=20, max_lr=1.0, save_dir=tmp_path)
+    tiny_trainer([finder], max_epochs=1).fit(TinyRegression(), loader())
+    assert (tmp_path / "lr_finder.png").exists()
+    figure = finder.plot()
+    assert isinstance(figure, Figure)
+    ax = figure.axes[0]
+    assert ax.get_xscale() == "log" and len(ax.lines) == 3  # raw, smoothed, suggestion
+
+
+def test_state_dict_round_trip() -> None:
+    torch.manual_seed(0)
+    finder = LRFinder(num_steps=12, max_lr=1e-2, save_dir=None, run_at_epoch=[1])
+    tiny_trainer([finder], max_epochs=2).fit(TinyRegression(), loader())
+    assert [r.epoch for r in finder.results] == [0, 1]
+    other = LRFinder(num_steps=12, max_lr=1e-2)
+    other.load_state_dict(finder.state_dict())
+    assert other.result == finder.result and other._done_epochs == [0, 1]
+    assert finder.state_key == other.state_key and "num_steps" in finder.state_key
+
+
+# ----------------------------------------------------------------------------------------------- arguments
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"min_lr": 1.0, "max_lr": 1.0}, "min_lr"),
+        ({"min_lr": 0.0}, "min_lr"),
+        ({"num_steps": 1}, "num_steps"),
+        ({"num_steps": 2.5}, "num_steps"),
+        ({"mode": "cosine"}, "mode"),
+        ({"suggestion": "magic"}, "suggestion"),
+        ({"smoothing": 1.0}, "smoothing"),
+        ({"smoothing": -0.1}, "smoothing"),
+        ({"diverge_threshold": 1.0}, "diverge_threshold"),
+        ({"curvature_scale": 0.0}, "curvature_scale"),
+        ({"run_at_epoch": -1}, "run_at_epoch"),
+    ],
+)
+def test_bad_arguments_raise_naming_the_argument(kwargs: dict, name: str) -> None:
+    with pytest.raises(ValueError, match=f"`{name}`"):
+        LRFinder(**kwargs)
+
+
+def test_linear_mode_may_start_at_zero() -> None:
+    assert LRFinder(min_lr=0.0, max_lr=1.0, mode="linear").min_lr == 0.0
