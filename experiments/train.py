@@ -1,6 +1,6 @@
 """Hydra entry point: ``train(cfg) -> (metrics, objects)`` and the ``lr-train`` console script.
 
-Run it as ``lr-train task=xor data=xor optimizer=adam callbacks=[lr_monitor,step_decay]`` or
+Run it as ``lr-train task=xor data=xor optimizer=adam callbacks=[step_decay]`` or
 ``lr-train experiment=housing_gd``; add ``-m`` to sweep. Every run writes TensorBoard logs,
 figures and ``metrics.json`` into ``paths.output_dir`` (the Hydra output dir by default).
 """
@@ -19,7 +19,6 @@ from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
 from experiments import outputs
-from experiments.history import HistoryCallback
 from experiments.instantiate import instantiate_callbacks, instantiate_loggers, instantiate_trainer
 from experiments.schemas import register_configs
 
@@ -47,14 +46,14 @@ def _run_phase(
     callbacks_cfg: DictConfig | None,
     version: str | None,
     **trainer_overrides: Any,
-) -> tuple[pl.Trainer, HistoryCallback, list[Logger], list[Callback]]:
-    """One ``Trainer.fit`` with its own callbacks and loggers."""
+) -> tuple[pl.Trainer, dict[str, list[float]], list[Logger], list[Callback]]:
+    """One ``Trainer.fit`` with its own callbacks and loggers; returns the fit's history too."""
     callbacks = instantiate_callbacks(callbacks_cfg)
-    history = HistoryCallback()
     loggers = instantiate_loggers(cfg.get("logger"), version=version)
-    trainer = instantiate_trainer(cfg.trainer, callbacks + [history], loggers, **trainer_overrides)
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-    return trainer, history, loggers, callbacks
+    trainer = instantiate_trainer(cfg.trainer, callbacks, loggers, **trainer_overrides)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path") if version != "adapt" else None)
+    recorder = getattr(model, "recorder", None)
+    return trainer, recorder.history() if recorder is not None else {}, loggers, callbacks
 
 
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
@@ -112,7 +111,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         prefix = f"{phase}/" if phase else ""
         metrics.update(_floats(dict(trainer.callback_metrics), prefix))
         metrics[f"{prefix}epochs"] = float(trainer.current_epoch)
-        history.update({f"{prefix}{k}": v for k, v in hist.history().items()})
+        history.update({f"{prefix}{k}": v for k, v in hist.items()})
         trainers[phase or "fit"] = trainer
         all_loggers += loggers
         all_callbacks += callbacks

@@ -81,7 +81,7 @@ class ContinualAutoencoderTask(BaseTask):
     def training_step(self, batch: tuple[Tensor], batch_idx: int) -> Tensor:
         (x,) = batch
         loss = nn.functional.mse_loss(self(x), x)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=len(x))
+        self.log_train_loss(loss, len(x))
         return loss
 
     def _eval_step(self, batch: tuple[Tensor], stage: str, dataloader_idx: int) -> None:
@@ -97,6 +97,7 @@ class ContinualAutoencoderTask(BaseTask):
         self._eval_step(batch, "test", dataloader_idx)
 
     def on_validation_epoch_end(self) -> None:
+        super().on_validation_epoch_end()
         if self.trainer.sanity_checking:
             return
         losses = {task: float(m.compute()) for task, m in zip(self.TASKS, self.eval_loss)}

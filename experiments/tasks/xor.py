@@ -6,7 +6,6 @@ import math
 
 import torch
 from torch import Tensor, nn
-from torchmetrics import MeanMetric
 from torchmetrics.classification import BinaryAccuracy
 
 from experiments.tasks.base import BaseTask, OptimizerFactory
@@ -65,7 +64,7 @@ class XORTask(BaseTask):
         self.converge_loss = converge_loss
         self.converge_accuracy = converge_accuracy
         self.convergence_epoch: int | None = None
-        self.train_loss, self.train_acc = MeanMetric(), BinaryAccuracy()
+        self.train_acc = BinaryAccuracy()
         self.val_acc, self.test_acc = BinaryAccuracy(), BinaryAccuracy()
 
     def forward(self, x: Tensor) -> Tensor:
@@ -75,15 +74,20 @@ class XORTask(BaseTask):
         x, y = batch
         logits = self(x)
         loss = nn.functional.binary_cross_entropy_with_logits(logits, y)
-        self.train_loss.update(loss.detach(), weight=len(x))
         self.train_acc.update(logits.detach(), y.int())
-        self.log("train/loss", self.train_loss, on_step=False, on_epoch=True)
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        self.log_train_loss(loss, len(x))
+        if self.trainer.is_last_batch:
+            self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
         return loss
+
+    def on_train_epoch_start(self) -> None:
+        super().on_train_epoch_start()
+        self.train_acc.reset()
 
     def on_train_epoch_end(self) -> None:
         if self.convergence_epoch is None and self._criterion_holds():
             self.convergence_epoch = self.current_epoch
+        super().on_train_epoch_end()
 
     def _criterion_holds(self) -> bool:
         ok = True
