@@ -135,11 +135,11 @@ class LRFinderConf:
     mode: str = "exponential"
     smoothing: float = 0.98
     diverge_threshold: float = 4.0
-    suggestion: str = "valley"
+    suggestion: str = "centered_min"
     apply: bool = True
     run_at_start: bool = True
     run_at_epoch: Any = None  # int or list of epochs
-    curvature_scale: float = 1.0
+    curvature_scale: float = 0.5
     monitor: Optional[str] = None
     save_dir: Optional[str] = None
 
@@ -196,7 +196,7 @@ CALLBACK_SCHEMAS: dict[str, type] = {
 class SGDConf:
     _target_: str = "torch.optim.SGD"
     _partial_: bool = True
-    lr: float = 0.01
+    lr: float = 0.001
     momentum: float = 0.0
     dampening: float = 0.0
     weight_decay: float = 0.0
