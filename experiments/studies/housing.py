@@ -1,0 +1,205 @@
+"""Seed 001: fixed, step-decay and spike-adaptive LRs for linear regression on California Housing."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from experiments.report import Section, Table, num
+from experiments.studies.base import Study, by_row, commands, failures, verdict
+from experiments.studies.runner import Run, RunResult
+
+#: the seed notebook's own printed results (its numpy code, this split), and OLS on the same split
+SEED_RMSE = {"fixed LR 0.01": 0.7608, "step decay": 0.7462, "spike-adaptive (halve)": 0.7466}
+OLS_RMSE = 0.745581
+SEED_NUMPY_SECONDS = 20.0  # the seed's numpy code for its three models, timed on this machine
+TOLERANCE = 0.005  # test RMSE agrees with the seed's when within this
+
+
+@dataclass
+class HousingParams:
+    epochs: int = 1000
+    step_size: int = 250
+    window: int = 200
+    seeds: list[int] = field(default_factory=lambda: [42])
+
+
+def final_lr(metrics: dict[str, float], objects: dict[str, Any]) -> dict[str, float]:
+    """The LR after the last epoch's decision (the seed's ``lr_history[-1]``) and the spike count."""
+    out = {"final/lr": float(objects["trainer"].optimizers[0].param_groups[0]["lr"])}
+    for cb in objects["callbacks"]:
+        if type(cb).__name__ == "SpikeAdaptiveLR":
+            out["spikes"] = float(len(cb.spikes))
+    return out
+
+
+def ols_rmse(data_home: str | None) -> float:
+    """Test RMSE of ordinary least squares on the seed split (the floor SGD approaches)."""
+    import numpy as np
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
+    from experiments.data.housing import load_housing_arrays
+
+    x, y = load_housing_arrays(data_home)
+    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.2, random_state=42)
+    scaler = StandardScaler().fit(x_tr)
+    a_tr = np.c_[scaler.transform(x_tr), np.ones(len(x_tr))]
+    a_te = np.c_[scaler.transform(x_te), np.ones(len(x_te))]
+    coef, *_ = np.linalg.lstsq(a_tr, y_tr, rcond=None)
+    return float(np.sqrt(np.mean((a_te @ coef - y_te) ** 2)))
+
+
+class HousingStudy(Study):
+    Params = HousingParams
+    key = "housing"
+    title = "California Housing: fixed, step-decay and spike-adaptive LR"
+    source = "seed 001 (adaptive learning rate as a dynamic parameter)"
+
+    def rows(self) -> dict[str, list[str]]:
+        p = self.params
+        return {
+            "fixed LR 0.01": ["experiment=study_housing", "optimizer.lr=0.01"],
+            "step decay": ["experiment=study_housing_step", "optimizer.lr=0.01", f"callbacks.step_decay.step_size={p['step_size']}"],
+            "spike-adaptive (halve)": ["experiment=study_housing_spike", "optimizer.lr=0.1", "callbacks.spike_adaptive.decay=halve"],
+            "spike-adaptive (sqrt)": ["experiment=study_housing_spike", "optimizer.lr=0.1", "callbacks.spike_adaptive.decay=sqrt"],
+        }
+
+    def plan(self) -> list[Run]:
+        from experiments.data.housing import load_housing_arrays
+
+        load_housing_arrays(self.ctx.data_home)  # fails here, with the way to provide the data, if missing
+        p = self.params
+        common = [f"trainer.max_epochs={p['epochs']}", f"trainer.check_val_every_n_epoch={max(1, p['epochs'] // 20)}"]
+        if self.ctx.data_home:
+            common.append(f"data.data_home={self.ctx.data_home}")
+        runs = []
+        for i, (row, overrides) in enumerate(self.rows().items()):
+            for seed in p["seeds"]:
+                slug = row.split(" ")[0].replace("-", "_") + ("" if "(" not in row else "_" + row.split("(")[1].rstrip(")"))
+                runs.append(Run(f"{slug}/seed{seed}", [*overrides, *common, f"seed={seed}"], row=row, post=final_lr))
+        return runs
+
+    def analyse(self, results: list[RunResult]) -> Section:
+        p = self.params
+        rows = by_row(results)
+        window = min(p["window"], p["epochs"])
+        ols = ols_rmse(self.ctx.data_home)
+        main, measured = [], {}
+        for row, rs in rows.items():
+            r = next((x for x in rs if x.ok), None)
+            if r is None:
+                main.append([row, num(SEED_RMSE.get(row)), "failed", "", "", "", ""])
+                continue
+            loss = r.history.get("train/loss", [])
+            red = (loss[0] - loss[window - 1]) / loss[0] if len(loss) >= window and loss[0] else math.nan
+            rmse = r.get("test/rmse")
+            measured[row] = {"rmse": rmse, "lr": r.get("final/lr"), "reduction": red, "seconds": r.seconds}
+            seed_value = SEED_RMSE.get(row)
+            v = verdict(abs(rmse - seed_value) <= TOLERANCE) if seed_value is not None and math.isfinite(rmse) else "extra"
+            spikes = r.get("spikes")
+            main.append([
+                row, num(seed_value) if seed_value else "—", num(rmse), v, num(r.get("final/lr"), 4),
+                num(red, 3), num(spikes, 3) if math.isfinite(spikes) else "—", f"{r.seconds:.0f}",
+            ])
+        analysis = self._analysis(measured, ols, p, window)
+        figs = [self._figure(rows, window)] if measured else []
+        return self.section(
+            tables=[
+                Table(
+                    f"Test RMSE after {p['epochs']} epochs (seed split, 4128 test rows), final LR, and loss reduction "
+                    f"(L_0 − L_{window - 1}) / L_0 of the epoch-mean training loss over the first {window} epochs",
+                    ["method", "seed's RMSE", "measured RMSE", "verdict", "final LR", f"reduction, first {window} ep.",
+                     "spikes", "wall s"],
+                    main,
+                ),
+                Table(
+                    "References on the same split",
+                    ["reference", "value"],
+                    [["OLS test RMSE (README of the data)", num(OLS_RMSE, 6)], ["OLS test RMSE (computed here)", num(ols, 6)],
+                     ["seed's numpy code, its three models (wall s, this machine)", f"~{SEED_NUMPY_SECONDS:.0f}"],
+                     ["ours, four models (sum of run wall times, s)", f"{sum(m['seconds'] for m in measured.values()):.0f}"]],
+                ),
+            ],
+            figures=figs,
+            analysis=analysis,
+            settings=[
+                "train_test_split(test_size=0.2, random_state=42), StandardScaler fitted on the training part; "
+                "Linear(8, 1), weights ~ N(0, 0.01²), bias 0; MSE; plain SGD, batch 32 (516 steps per epoch), reshuffled every epoch.",
+                f"Fixed: η = 0.01. Step decay: η = 0.01 × 0.5^⌊epoch/{p['step_size']}⌋ (StepDecay). Spike-adaptive: η starts "
+                "at 0.1; SpikeAdaptiveLR(threshold=1.1) multiplies it by 0.5 (halve) or √0.5 (sqrt) after an epoch whose "
+                "mean training loss exceeds 1.1× the previous epoch's, from the next epoch on, floor 1e-6.",
+                f"{p['epochs']} epochs, seed(s) {list(p['seeds'])} (data order; the seed's numpy RNG stream cannot be matched).",
+                f"Test RMSE agrees with the seed's own result when within ±{TOLERANCE}.",
+            ],
+            commands=commands([r.run for r in results]),
+            error=failures(results),
+        )
+
+    @staticmethod
+    def _analysis(m: dict[str, dict[str, float]], ols: float, p: Any, window: int) -> list[str]:
+        if not m:
+            return []
+        text = []
+        rm = {k: v["rmse"] for k, v in m.items()}
+        best = min(rm, key=rm.get)
+        text.append(
+            "Test RMSE: " + ", ".join(f"{k} {num(v)}" for k, v in rm.items()) + f"; OLS floor {num(ols)}. "
+            f"Best: {best}, {num(rm[best] - ols, 3)} above the floor."
+        )
+        if "fixed LR 0.01" in rm:
+            gap = rm["fixed LR 0.01"] - ols
+            text.append(
+                f"The fixed-LR model ends {num(gap, 3)} above OLS: at η = 0.01 with batch 32 the last iterate keeps "
+                "wandering around the minimum with the gradient noise (the seed's 0.7608 is the same effect). Any "
+                "rule that shrinks η late (step decay, spike halving) removes most of that gap, which is why "
+                "step decay and the adaptive rule land near the floor."
+            )
+        if "spike-adaptive (halve)" in m and "fixed LR 0.01" in m:
+            a, f = m["spike-adaptive (halve)"], m["fixed LR 0.01"]
+            text.append(
+                f"Loss reduction over the first {window} epochs: fixed {num(f['reduction'], 3)}, adaptive "
+                f"{num(a['reduction'], 3)}. The measure is small for every method because L_0 is the mean loss of the "
+                "whole first epoch, which already contains 516 updates; it rewards a low first epoch less than it "
+                "rewards a noisy one settling. The seed's spike rule compares epoch means, and so does ours (the "
+                "seed takes each batch's loss after its update, ours before it)."
+            )
+        if p["epochs"] < 1000:
+            text.append(
+                f"This profile runs {p['epochs']} epochs instead of the seed's 1000; RMSE values are indicative and the "
+                "verdicts against the seed's numbers are not meaningful at this length."
+            )
+        return text
+
+    def _figure(self, rows: dict[str, list[RunResult]], window: int):  # -> Figure
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(2, 2, figsize=(14, 9))
+        names, rmses, reds = [], [], []
+        for row, rs in rows.items():
+            r = next((x for x in rs if x.ok), None)
+            if r is None:
+                continue
+            loss, lr = r.history.get("train/loss", []), r.history.get("lr", [])
+            axes[0, 0].plot(loss, label=row, lw=1.5)
+            axes[0, 1].plot(lr, label=row, lw=1.5)
+            names.append(row)
+            rmses.append(r.get("test/rmse"))
+            reds.append((loss[0] - loss[window - 1]) / loss[0] if len(loss) >= window else math.nan)
+        axes[0, 0].set(xlabel="epoch", ylabel="MSE (epoch mean)", title="Training loss")
+        axes[0, 0].legend()
+        axes[0, 1].set(xlabel="epoch", ylabel="learning rate", yscale="log", title="Learning rate")
+        axes[0, 1].legend()
+        colors = ["skyblue", "lightcoral", "lightgreen", "khaki"][: len(names)]
+        axes[1, 0].bar(names, rmses, color=colors, edgecolor="black")
+        axes[1, 0].axhline(OLS_RMSE, color="black", ls="--", lw=1, label=f"OLS {OLS_RMSE:.4f}")
+        low = min([x for x in rmses if math.isfinite(x)] + [OLS_RMSE])
+        axes[1, 0].set(ylabel="test RMSE", title="Test RMSE", ylim=(low - 0.01, max(rmses + [low]) + 0.01))
+        axes[1, 0].legend()
+        axes[1, 1].bar(names, reds, color=colors, edgecolor="black")
+        axes[1, 1].set(ylabel=f"(L_0 − L_{window - 1}) / L_0", title=f"Loss reduction, first {window} epochs")
+        for ax in axes[1]:
+            ax.tick_params(axis="x", labelsize=8)
+        fig.tight_layout()
+        return self.figure(fig, "four_panel", "Seed 001's four panels: loss, LR (log scale), test RMSE, early loss reduction")
