@@ -255,6 +255,7 @@ class LRFinder(Callback):
         monitor: Name of a value ``training_step`` logs with ``self.log`` to use as the sweep loss instead of the
             returned loss (for manual optimization steps that return nothing).
         save_dir: Where the PNG of the curve goes; default the trainer's ``log_dir``.
+        save_png: Draw the curve into a PNG and a TensorBoard figure (matplotlib; rendering costs ~0.2 s).
 
     Raises:
         ValueError: If an argument is outside what is allowed; the message names it.
@@ -284,6 +285,7 @@ class LRFinder(Callback):
         curvature_scale: float = 0.5,
         monitor: str | None = None,
         save_dir: str | os.PathLike | None = None,
+        save_png: bool = True,
     ) -> None:
         self.min_lr = check_number("min_lr", min_lr, gt=0 if mode == "exponential" else None, ge=0)
         self.max_lr = check_number("max_lr", max_lr, gt=0)
@@ -301,6 +303,7 @@ class LRFinder(Callback):
         self.curvature_scale = check_number("curvature_scale", curvature_scale, gt=0)
         self.monitor = monitor
         self.save_dir = save_dir
+        self.save_png = bool(save_png)
         self.result: LRFinderResult | None = None
         self.results: list[LRFinderResult] = []
         self._done_epochs: list[int] = []
@@ -567,7 +570,7 @@ class LRFinder(Callback):
                 logger.log_metrics({f"{prefix}/lr": lr, f"{prefix}/loss": loss, f"{prefix}/smoothed_loss": smoothed}, step=i)
             if result.suggestion is not None:
                 logger.log_metrics({f"{prefix}/suggestion": result.suggestion}, step=trainer.global_step)
-        if not _MATPLOTLIB_AVAILABLE or not trainer.is_global_zero or not result.lrs:
+        if not self.save_png or not _MATPLOTLIB_AVAILABLE or not trainer.is_global_zero or not result.lrs:
             return
         figure = self.plot(result)
         directory = self.save_dir or trainer.log_dir or trainer.default_root_dir

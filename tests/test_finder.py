@@ -21,6 +21,12 @@ from lr_callbacks.finder import smooth, suggest, sweep_lrs
 
 
 # ----------------------------------------------------------------------------------------------- helpers
+@pytest.fixture(autouse=True)
+def _in_tmp_path(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no logger the PNG goes to the trainer's root dir, the working directory by default."""
+    monkeypatch.chdir(tmp_path)
+
+
 def shuffled_loader() -> DataLoader:
     return DataLoader(regression_data(64), batch_size=8, shuffle=True)
 
