@@ -111,6 +111,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         prefix = f"{phase}/" if phase else ""
         metrics.update(_floats(dict(trainer.callback_metrics), prefix))
         metrics[f"{prefix}epochs"] = float(trainer.current_epoch)
+        metrics["world_size"] = float(trainer.world_size)
         history.update({f"{prefix}{k}": v for k, v in hist.items()})
         trainers[phase or "fit"] = trainer
         all_loggers += loggers

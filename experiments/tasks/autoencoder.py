@@ -106,12 +106,12 @@ class ContinualAutoencoderTask(BaseTask):
             self.epochs_to_adapt = self.current_epoch + 1
 
     def summary_metrics(self) -> dict[str, float]:
+        """End-of-phase losses, ``epochs_to_adapt`` and ``forgetting`` (NaN when a phase never validated)."""
         pre, post = self.phase_end_loss.get("pretrain"), self.phase_end_loss.get("adapt")
         out: dict[str, float] = {}
         for phase, losses in (("pretrain", pre), ("adapt", post)):
-            for task, value in (losses or {}).items():
-                out[f"{phase}/loss_{task}"] = value
-        if post is not None:
-            out["epochs_to_adapt"] = math.nan if self.epochs_to_adapt is None else float(self.epochs_to_adapt)
-            out["forgetting"] = post["A"] - pre["A"] if pre is not None else math.nan
+            for task in self.TASKS:
+                out[f"{phase}/loss_{task}"] = (losses or {}).get(task, math.nan)
+        out["epochs_to_adapt"] = math.nan if self.epochs_to_adapt is None else float(self.epochs_to_adapt)
+        out["forgetting"] = out["adapt/loss_A"] - out["pretrain/loss_A"]
         return out
