@@ -142,6 +142,7 @@ class LRFinderConf:
     curvature_scale: float = 0.5
     monitor: Optional[str] = None
     save_dir: Optional[str] = None
+    save_png: bool = True
 
 
 @dataclass
