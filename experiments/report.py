@@ -27,15 +27,15 @@ def _finite(values: Iterable[float | None]) -> list[float]:
 
 
 def num(value: float | None, digits: int = 4, sci_below: float = 1e-3) -> str:
-    """A number with ``digits`` significant digits (scientific when tiny or huge); ``n/a`` if missing."""
+    """``value`` to ``digits`` significant digits (scientific when tiny or huge); ``n/a`` if missing."""
     if value is None or not math.isfinite(float(value)):
         return NA if value is None or math.isnan(float(value)) else ("inf" if value > 0 else "-inf")
     value = float(value)
     if value != 0 and (abs(value) < sci_below or abs(value) >= 1e6):
         return f"{value:.{max(digits - 1, 1)}e}"
-    if value == int(value) and abs(value) < 1e6:
+    if value == int(value):
         return str(int(value))
-    return f"{value:.{digits}g}" if abs(value) >= 1 else f"{value:.{digits}f}".rstrip("0").rstrip(".")
+    return f"{value:.{digits}g}"
 
 
 def mean_std(values: Sequence[float | None], digits: int = 3) -> str:

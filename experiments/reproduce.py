@@ -5,6 +5,7 @@ Usage::
     lr-reproduce                                   # profile=quick, a few minutes on 2 CPU cores
     lr-reproduce profile=seed n_jobs=2             # the seed documents' own settings
     lr-reproduce out_dir=reports/mine 'studies=[housing,tutorial]' profile.housing.epochs=300
+    lr-reproduce out_dir=reports/mine reuse=true   # re-analyse the saved runs, train nothing
     tensorboard --logdir reports/mine              # every run's scalars, hparams and figures
 
 The command line is a list of Hydra overrides of ``conf/reproduce/reproduce.yaml`` (profiles in
@@ -13,7 +14,8 @@ from ``conf/train.yaml`` with an ``experiment=study_*`` preset (the same config 
 trains them with ``experiments.train.train`` in parallel worker processes, and turns the results into a
 report section. ``out_dir`` then holds ``REPORT.md``, ``figures/*.png``, ``reproduce.yaml`` (the resolved
 settings) and ``runs/<study>/<run>/`` with each run's ``.hydra/config.yaml``, TensorBoard events and
-``metrics.json``. A study that cannot run (e.g. California Housing missing offline) gets a section saying
+``metrics.json``, and ``runs/<study>/results.json`` (what the analysis reads; ``reuse=true`` reads it back
+instead of training, with the same profile). A study that cannot run (e.g. California Housing missing offline) gets a section saying
 why, and the others still run.
 """
 
@@ -38,7 +40,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from experiments import report
 from experiments.report import Section, Table
 from experiments.studies import STUDIES, Context, Study
-from experiments.studies.runner import RunResult, execute
+from experiments.studies.runner import RunResult, execute, load_results, save_results
 from experiments.train import CONFIG_DIR
 
 REPRODUCE_DIR = CONFIG_DIR / "reproduce"
@@ -58,6 +60,7 @@ class ReproduceConf:
     studies: list[str] = field(default_factory=lambda: list(STUDIES))
     n_jobs: int = 2
     data_home: Optional[str] = None
+    reuse: bool = False
 
 
 def register_configs() -> None:
@@ -85,25 +88,31 @@ def _log(message: str) -> None:
     print(message, flush=True)
 
 
-def run_study(study: Study, log: Any = _log) -> tuple[Section, list[RunResult]]:
-    """Plans, runs and analyses one study; any failure becomes the section's error text."""
+def run_study(study: Study, log: Any = _log, reuse: bool = False) -> tuple[Section, list[RunResult]]:
+    """Plans, runs (or, with ``reuse``, reloads) and analyses one study; any failure becomes the section's error."""
     start = time.perf_counter()
     results: list[RunResult] = []
+    saved = study.run_root / "results.json"
     try:
         runs = study.plan()
-        log(f"[{study.key}] {len(runs)} runs")
+        if reuse:
+            results = load_results(saved, runs, study.run_root)
+            log(f"[{study.key}] reusing {len(results)} runs from {saved}")
+        else:
+            log(f"[{study.key}] {len(runs)} runs")
 
-        def progress(result: RunResult, done: int, total: int) -> None:
-            status = "ok" if result.ok else f"FAILED: {result.error}"
-            log(f"  [{done:>2}/{total}] {study.key}/{result.run.name:<38} {result.seconds:7.1f} s  {status}")
+            def progress(result: RunResult, done: int, total: int) -> None:
+                status = "ok" if result.ok else f"FAILED: {result.error}"
+                log(f"  [{done:>2}/{total}] {study.key}/{result.run.name:<38} {result.seconds:7.1f} s  {status}")
 
-        results = execute(runs, study.run_root, study.ctx.n_jobs, progress)
+            results = execute(runs, study.run_root, study.ctx.n_jobs, progress)
+            save_results(saved, results)
         section = study.analyse(results)
     except Exception as err:  # noqa: BLE001 - one study's failure must not stop the others
         tail = "".join(traceback.format_exception_only(type(err), err)).strip()
         log(f"[{study.key}] FAILED: {tail}")
         section = Section(key=study.key, title=study.title, source=study.source, error=tail)
-    section.seconds = time.perf_counter() - start
+    section.seconds = time.perf_counter() - start if not reuse else sum(r.seconds for r in results if r.seconds == r.seconds)
     section.runs = (sum(r.ok for r in results), len(results))
     log(f"[{study.key}] done in {section.seconds:.1f} s ({section.runs[0]} of {section.runs[1]} runs ok)")
     return section, results
@@ -137,7 +146,7 @@ def reproduce(cfg: DictConfig, argv: Sequence[str] = (), log: Any = _log) -> Pat
     sections: list[Section] = []
     for key in cfg.studies:
         params = OmegaConf.to_container(cfg.profile[key], resolve=True)
-        section, _ = run_study(STUDIES[key](params, ctx), log)
+        section, _ = run_study(STUDIES[key](params, ctx), log, reuse=bool(cfg.reuse))
         sections.append(section)
         report.write(out_dir / "REPORT.md", sections, _header(cfg, argv, time.perf_counter() - start, sections, torch, lightning, partial=True))
     total = time.perf_counter() - start

@@ -34,8 +34,9 @@ def final_lr(metrics: dict[str, float], objects: dict[str, Any]) -> dict[str, fl
     return out
 
 
-def ols_rmse(data_home: str | None) -> float:
-    """Test RMSE of ordinary least squares on the seed split (the floor SGD approaches)."""
+def ols_rmse(data_home: str | None) -> tuple[float, float]:
+    """Test RMSE of ordinary least squares on the seed split (the floor SGD approaches), and the stable-LR
+    limit ``2 / (2·|row|²/32)`` of a batch of 32 that holds the training row of largest norm."""
     import numpy as np
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import StandardScaler
@@ -48,7 +49,7 @@ def ols_rmse(data_home: str | None) -> float:
     a_tr = np.c_[scaler.transform(x_tr), np.ones(len(x_tr))]
     a_te = np.c_[scaler.transform(x_te), np.ones(len(x_te))]
     coef, *_ = np.linalg.lstsq(a_tr, y_tr, rcond=None)
-    return float(np.sqrt(np.mean((a_te @ coef - y_te) ** 2)))
+    return float(np.sqrt(np.mean((a_te @ coef - y_te) ** 2))), float(32 / (a_tr**2).sum(1).max())
 
 
 class HousingStudy(Study):
@@ -85,25 +86,33 @@ class HousingStudy(Study):
         p = self.params
         rows = by_row(results)
         window = min(p["window"], p["epochs"])
-        ols = ols_rmse(self.ctx.data_home)
+        ols, batch_bound = ols_rmse(self.ctx.data_home)
         main, measured = [], {}
         for row, rs in rows.items():
             r = next((x for x in rs if x.ok), None)
             if r is None:
-                main.append([row, num(SEED_RMSE.get(row)), "failed", "", "", "", ""])
+                main.append([row, num(SEED_RMSE.get(row)), "failed", "—", "—", "—", "—", "—", "—"])
                 continue
             loss = r.history.get("train/loss", [])
             red = (loss[0] - loss[window - 1]) / loss[0] if len(loss) >= window and loss[0] else math.nan
             rmse = r.get("test/rmse")
-            measured[row] = {"rmse": rmse, "lr": r.get("final/lr"), "reduction": red, "seconds": r.seconds}
+            peak = max((x for x in loss if math.isfinite(x)), default=math.nan)
+            measured[row] = {"rmse": rmse, "lr": r.get("final/lr"), "reduction": red, "seconds": r.seconds,
+                             "peak": peak, "peak_epoch": loss.index(peak) if math.isfinite(peak) else -1,
+                             "spikes": r.get("spikes"), "first": loss[0] if loss else math.nan}
             seed_value = SEED_RMSE.get(row)
-            v = verdict(abs(rmse - seed_value) <= TOLERANCE) if seed_value is not None and math.isfinite(rmse) else "extra"
+            if seed_value is None:
+                v = "extra"
+            elif p["epochs"] < 1000:
+                v = "n/a (short run)"
+            else:
+                v = verdict(abs(rmse - seed_value) <= TOLERANCE if math.isfinite(rmse) else False)
             spikes = r.get("spikes")
             main.append([
                 row, num(seed_value) if seed_value else "—", num(rmse), v, num(r.get("final/lr"), 4),
-                num(red, 3), num(spikes, 3) if math.isfinite(spikes) else "—", f"{r.seconds:.0f}",
+                num(red, 3), num(peak, 3), num(spikes, 3) if math.isfinite(spikes) else "—", f"{r.seconds:.0f}",
             ])
-        analysis = self._analysis(measured, ols, p, window)
+        analysis = self._analysis(measured, ols, batch_bound, p, window)
         figs = [self._figure(rows, window)] if measured else []
         return self.section(
             tables=[
@@ -111,7 +120,7 @@ class HousingStudy(Study):
                     f"Test RMSE after {p['epochs']} epochs (seed split, 4128 test rows), final LR, and loss reduction "
                     f"(L_0 − L_{window - 1}) / L_0 of the epoch-mean training loss over the first {window} epochs",
                     ["method", "seed's RMSE", "measured RMSE", "verdict", "final LR", f"reduction, first {window} ep.",
-                     "spikes", "wall s"],
+                     "highest epoch loss", "spikes", "wall s"],
                     main,
                 ),
                 Table(
@@ -138,37 +147,54 @@ class HousingStudy(Study):
         )
 
     @staticmethod
-    def _analysis(m: dict[str, dict[str, float]], ols: float, p: Any, window: int) -> list[str]:
+    def _analysis(m: dict[str, dict[str, float]], ols: float, batch_bound: float, p: Any, window: int) -> list[str]:
         if not m:
             return []
-        text = []
         rm = {k: v["rmse"] for k, v in m.items()}
-        best = min(rm, key=rm.get)
+        text = [
+            "Test RMSE: " + ", ".join(f"{k} {num(v)}" for k, v in rm.items()) + f"; OLS floor {num(ols)}."
+        ]
+        fixed, step = m.get("fixed LR 0.01"), m.get("step decay")
+        if fixed and step and math.isfinite(fixed["rmse"]) and math.isfinite(step["rmse"]):
+            text.append(
+                f"Against OLS, fixed η = 0.01 ends at {fixed['rmse'] - ols:+.4f} and step decay at {step['rmse'] - ols:+.4f}: "
+                "with batch 32 the last iterate at a constant η keeps wandering around the minimum with the gradient "
+                "noise, and shrinking η late removes most of that (the seed's 0.7608 vs 0.7462 is the same effect)."
+            )
+        for name in ("spike-adaptive (halve)", "spike-adaptive (sqrt)"):
+            a = m.get(name)
+            if not a or not math.isfinite(a["peak"]):
+                continue
+            blew_up = a["peak"] > 100 * a["first"]
+            text.append(
+                f"{name}: the epoch loss peaks at {num(a['peak'], 3)} in epoch {a['peak_epoch']} "
+                + (f"(the first epoch's is {num(a['first'], 3)}): at η = 0.1 mini-batch SGD diverges, although 0.1 is "
+                   "below the full-batch bound 2/λ_max ≈ 0.49 (tutorial section). Rows with extreme standardised features "
+                   "(average occupancy up to 107 standard deviations) give single batches a curvature far above the "
+                   "full-batch one, and each such batch multiplies the error along that feature. "
+                   f"The rule then cuts η at every spike ({num(a['spikes'], 2)} spikes, final η {num(a['lr'], 3)}, "
+                   f"next to the {num(batch_bound, 2)} at which a batch holding the most extreme row becomes stable) "
+                   "and the weights walk back from the blow-up. "
+                   if blew_up else "without a blow-up. ")
+                + (f"After {p['epochs']} epochs it ends at test RMSE {num(a['rmse'])}."
+                   if math.isfinite(a["rmse"]) else "Its test RMSE is not finite.")
+            )
+        if any(v["peak"] > 100 * v["first"] for k, v in m.items() if k.startswith("spike")):
+            text.append(
+                "So the seed's adaptive result (0.7466; the seed's numpy loop, re-run on this split, blows up the same "
+                "way before it recovers to that value) is a recovery from a divergence, not a smoother descent: 'adaptive LR may converge faster by starting high' is "
+                "contradicted by its own run, and the early loss reduction "
+                f"(L_0 − L_{window - 1}) / L_0 is meaningless (negative and huge) for it."
+            )
         text.append(
-            "Test RMSE: " + ", ".join(f"{k} {num(v)}" for k, v in rm.items()) + f"; OLS floor {num(ols)}. "
-            f"Best: {best}, {num(rm[best] - ols, 3)} above the floor."
+            f"The loss-reduction measure compares epoch means; L_0 is the mean over the first epoch's 516 updates. Our "
+            "epoch-mean losses are measured before each update, the seed's after it; the spike rule compares epoch "
+            "means in both."
         )
-        if "fixed LR 0.01" in rm:
-            gap = rm["fixed LR 0.01"] - ols
-            text.append(
-                f"The fixed-LR model ends {num(gap, 3)} above OLS: at η = 0.01 with batch 32 the last iterate keeps "
-                "wandering around the minimum with the gradient noise (the seed's 0.7608 is the same effect). Any "
-                "rule that shrinks η late (step decay, spike halving) removes most of that gap, which is why "
-                "step decay and the adaptive rule land near the floor."
-            )
-        if "spike-adaptive (halve)" in m and "fixed LR 0.01" in m:
-            a, f = m["spike-adaptive (halve)"], m["fixed LR 0.01"]
-            text.append(
-                f"Loss reduction over the first {window} epochs: fixed {num(f['reduction'], 3)}, adaptive "
-                f"{num(a['reduction'], 3)}. The measure is small for every method because L_0 is the mean loss of the "
-                "whole first epoch, which already contains 516 updates; it rewards a low first epoch less than it "
-                "rewards a noisy one settling. The seed's spike rule compares epoch means, and so does ours (the "
-                "seed takes each batch's loss after its update, ours before it)."
-            )
         if p["epochs"] < 1000:
             text.append(
-                f"This profile runs {p['epochs']} epochs instead of the seed's 1000; RMSE values are indicative and the "
-                "verdicts against the seed's numbers are not meaningful at this length."
+                f"This profile runs {p['epochs']} epochs instead of the seed's 1000, so the RMSEs are not comparable "
+                "with the seed's and the verdicts are left out."
             )
         return text
 

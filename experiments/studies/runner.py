@@ -9,6 +9,7 @@ process-based ``loky`` backend (the engine of Hydra's joblib launcher) with one 
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import shlex
@@ -160,3 +161,33 @@ def _map(runs: Sequence[Run], configs: Sequence[DictConfig], n_jobs: int) -> Ite
 
     parallel = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator_unordered")
     yield from parallel(delayed(task)(i, cfg, run) for i, (run, cfg) in enumerate(zip(runs, configs)))
+
+
+def save_results(path: Path, results: Sequence[RunResult]) -> Path:
+    """Every run's metrics, history (post extras included), wall time and error, as JSON (NaN as null)."""
+    from experiments.outputs import _json_safe
+
+    rows = [{"name": r.run.name, "metrics": r.metrics, "history": r.history, "seconds": r.seconds, "error": r.error} for r in results]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_json_safe(rows)))
+    return path
+
+
+def load_results(path: Path, runs: Sequence[Run], root: Path) -> list[RunResult]:
+    """The results :func:`save_results` wrote, matched to ``runs`` by name.
+
+    Raises:
+        FileNotFoundError: if ``path`` is missing.
+        KeyError: if a run has no saved result (the plan changed since).
+    """
+    nan = lambda v: math.nan if v is None else v  # noqa: E731
+    saved = {row["name"]: row for row in json.loads(path.read_text())}
+    out = []
+    for run in runs:
+        if run.name not in saved:
+            raise KeyError(f"No saved result for run {run.name!r} in {path}; run without reuse.")
+        row = saved[run.name]
+        metrics = {k: nan(v) for k, v in row["metrics"].items()}
+        history = {k: [nan(x) for x in v] for k, v in row["history"].items()}
+        out.append(RunResult(run, root / run.name, metrics, history, nan(row["seconds"]), row["error"]))
+    return out

@@ -9,6 +9,7 @@ from typing import Any, Optional
 from experiments.report import Section, Table, mean_std, num
 from experiments.studies.base import Study, by_row, commands, failures, values, verdict, within_factor
 from experiments.studies.runner import Run, RunResult
+from experiments.studies.xor_alternating import predictions
 
 #: schedule -> (experiment preset, seed's epochs to converge)
 SCHEDULES: dict[str, tuple[str, float | None]] = {
@@ -31,8 +32,8 @@ class XORSchedulersParams:
 
 
 def epochs_to_converge(metrics: dict[str, float], objects: dict[str, Any]) -> dict[str, float]:
-    """``convergence_epoch`` is 0-based; the table counts epochs."""
-    return {"epochs_to_converge": metrics.get("convergence_epoch", math.nan) + 1}
+    """Epochs to converge (``convergence_epoch`` is 0-based; the table counts epochs), final outputs and live units."""
+    return {"epochs_to_converge": metrics.get("convergence_epoch", math.nan) + 1, **predictions(metrics, objects)}
 
 
 class XORSchedulersStudy(Study):
@@ -95,7 +96,7 @@ class XORSchedulersStudy(Study):
         return self.section(
             tables=tables,
             figures=[self._figure(rows)] if any(r.ok for r in results) else [],
-            analysis=self._analysis(summary, p),
+            analysis=self._analysis(summary, self._units(rows), p),
             settings=[
                 "XOR, the four points, full batch (one Adam step per epoch); MLP 2 → H → 1 with BatchNorm1d before "
                 "the ReLU, Kaiming-normal weights, zero biases; BCE-with-logits; Adam (β = 0.9, 0.999).",
@@ -111,6 +112,17 @@ class XORSchedulersStudy(Study):
             commands=commands([r.run for r in results]),
             error=failures(results),
         )
+
+    def _units(self, rows: dict[str, list[RunResult]]) -> dict[tuple[int, bool], str]:
+        """Active hidden units at the end, by (width, converged)."""
+        out = {}
+        for width in self.widths():
+            rs = [r for key, group in rows.items() if key.endswith(f"|{width}") for r in group if r.ok]
+            for converged in (True, False):
+                chosen = [r for r in rs if math.isfinite(r.get("epochs_to_converge")) == converged]
+                if chosen:
+                    out[(width, converged)] = mean_std(values(chosen, "final/active_units"), 1)
+        return out
 
     @staticmethod
     def _ranking(summary: dict, width: int) -> list[list[str]]:
@@ -129,30 +141,31 @@ class XORSchedulersStudy(Study):
         ]
 
     @staticmethod
-    def _analysis(summary: dict, p: Any) -> list[str]:
+    def _analysis(summary: dict, units: dict, p: Any) -> list[str]:
         width = p["hidden_dim"]
         rates = [(n, s[1], s[2]) for (n, w), s in summary.items() if w == width]
-        total = sum(c for _, _, c in rates)
-        conv = sum(k for _, k, _ in rates)
+        total, conv = sum(c for _, _, c in rates), sum(k for _, k, _ in rates)
         text = [
-            f"With 2 hidden units, {conv} of {total} runs converge within {p['epochs']} epochs. A 2-unit ReLU "
-            "layer can represent XOR, but only with both units active on the right half-planes; from many He "
-            "initialisations one unit dies or both carve the same side and no LR schedule recovers it. The seed's "
-            "single numbers per schedule hide this spread; its claimed 40–70 epochs are within reach on the seeds "
-            "that do converge.",
+            f"With {width} hidden units, {conv} of {total} runs converge within {p['epochs']} epochs. Hidden units "
+            f"still active at the end (ReLU > 0 on at least one point, of {width}): converged runs "
+            f"{units.get((width, True), 'n/a')}, the others {units.get((width, False), 'n/a')}. A 2-unit ReLU layer "
+            "represents XOR only with both units active on complementary half-planes; runs that lose a unit or "
+            "put both on the same side settle on a plateau (typically ln 2 / 2 ≈ 0.347: two points fitted, two left at p = 0.5), "
+            "and no schedule of the LR moves them off it. The seed's single epoch count per schedule hides this "
+            "spread: it does not say how many initialisations it tried.",
         ]
         if p.get("wide_hidden_dim"):
             wide = [(n, s[1], s[2]) for (n, w), s in summary.items() if w == p["wide_hidden_dim"]]
             text.append(
                 f"With {p['wide_hidden_dim']} hidden units (not in the seed), {sum(k for _, k, _ in wide)} of "
-                f"{sum(c for _, _, c in wide)} runs converge; the schedules then differ mainly by how long they keep "
-                "η high."
+                f"{sum(c for _, _, c in wide)} runs converge, and the epoch counts then compare the schedules rather "
+                "than the initialisations."
             )
         text.append(
-            "With one Adam step per epoch every schedule here is a schedule of 40–200 steps, and Adam's normalised "
-            "steps make η (≈ the step size of every weight) the only thing the schedule changes: schedules that cut η "
-            "early (step at 20, exponential) slow the end of training, the cyclical one climbs from 0.001 and needs its "
-            "first 10 epochs to reach a useful η."
+            "With full-batch XOR every epoch is one Adam step, so each schedule is a schedule of at most "
+            f"{p['epochs']} steps; Adam's normalised update makes η roughly the step of every weight, so what the "
+            "schedules change is how long η stays near 0.1. The cyclical schedule starts at 0.001 and needs 10 "
+            "epochs to reach 0.1; step decay drops to 0.01 at epoch 20."
         )
         return text
 
