@@ -279,27 +279,27 @@ class TutorialStudy(Study):
         house = [x for x in rows.get("bound_housing", []) if x.ok]
         if quad:
             table_rows.append(["quadratic x² + 10y²", "2/20 = 0.1", num(self.quad_bound, 6),
-                               verdict(abs(self.quad_bound - 0.1) < 1e-4), "", ""])
+                               verdict(abs(self.quad_bound - 0.1) < 1e-4), "—", "—"])
             for r in quad:
                 f0 = _surface(_Point(), None).item()
                 f1 = r.get("trajectory/optimizer/final_loss")
                 lr = float(next(o for o in r.run.overrides if o.startswith("optimizer.lr=")).split("=")[1])
                 stable = lr < self.quad_bound
                 table_rows.append([f"  GD at {r.run.name.split('/x')[1]}× the bound (η = {num(lr, 4)}), {self.params['gd_steps']} steps",
-                                   "converges" if stable else "diverges", "", "", f"f: {num(f0)} → {num(f1)}",
+                                   "converges" if stable else "diverges", "—", "—", f"f: {num(f0)} → {num(f1)}",
                                    verdict((f1 < f0) == stable if math.isfinite(f1) else not stable)])
         if house:
             table_rows.append(["housing linear model, full-batch MSE", f"2/λ_max (eigvalsh) = {num(self.house_exact, 6)}",
-                               num(self.house_bound, 6), verdict(abs(self.house_bound / self.house_exact - 1) < 1e-3), "", ""])
+                               num(self.house_bound, 6), verdict(abs(self.house_bound / self.house_exact - 1) < 1e-3), "—", "—"])
             for r in house:
                 loss = r.history.get("train/loss", [])
                 lr = float(next(o for o in r.run.overrides if o.startswith("optimizer.lr=")).split("=")[1])
                 stable = lr < self.house_exact
                 grew = not math.isfinite(loss[-1]) or loss[-1] > loss[0]
                 table_rows.append([f"  GD at {r.run.name.split('/x')[1]}× the bound (η = {num(lr, 4)}), {len(loss)} steps",
-                                   "converges" if stable else "diverges", "", "", f"loss: {num(loss[0])} → {num(loss[-1])}",
+                                   "converges" if stable else "diverges", "—", "—", f"loss: {num(loss[0])} → {num(loss[-1])}",
                                    verdict(grew != stable)])
-            table_rows.append(["  one batch of 32 holding the largest-norm row", f"2/λ ≤ {num(self.batch_bound, 3)}", "", "", "", ""])
+            table_rows.append(["  one batch of 32 holding the largest-norm row", f"2/λ ≤ {num(self.batch_bound, 3)}", "—", "—", "—", "—"])
         if table_rows:
             text.append(
                 "η < 2/λ_max: max_stable_lr recovers the bound (to 1e-4 on the quadratic, against the exact eigenvalue "
