@@ -11,7 +11,7 @@ order, so the result is bit-identical whatever order the callbacks were given to
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import lightning.pytorch as pl
@@ -55,11 +55,7 @@ class LRContributor(Callback):
     @property
     @override
     def state_key(self) -> str:
-        # Lightning reads the key around every hook call, so it is built once.
-        key = self.__dict__.get("_state_key")
-        if key is None:
-            key = self.__dict__["_state_key"] = self._generate_state_key(**self._identity())
-        return key
+        return cached_state_key(self, self._identity)
 
     def _time(self, trainer: pl.Trainer, batch_idx: int) -> float:
         """The current ``t`` for a ``"step"`` interval; subclasses may return fractional epochs."""
@@ -109,6 +105,37 @@ class Modifier(LRContributor):
     def lr_factor(self, optimizer_idx: int, group_idx: int) -> float:
         """The factor for one param group at the current ``t``."""
         raise NotImplementedError
+
+
+class TimeModifier(Modifier):
+    """A modifier whose factor is a pure function of ``t``: it keeps no state and resumes exactly.
+
+    Subclasses implement :meth:`factor`; it is logged under :attr:`LOG_NAME` whenever it moves.
+    """
+
+    LOG_NAME = "factor"
+
+    def factor(self, t: float) -> float:
+        """The factor at time ``t``, the same for every param group."""
+        raise NotImplementedError
+
+    @override
+    def lr_factor(self, optimizer_idx: int, group_idx: int) -> float:
+        return self.factor(self._t)
+
+    @override
+    def _advance(self, trainer: pl.Trainer, t: float) -> None:
+        super()._advance(trainer, t)
+        if self.interval == "epoch" or should_log(trainer):
+            log_metrics(trainer, {self.LOG_NAME: self.factor(t)})
+
+
+def cached_state_key(callback: Callback, identity: Callable[[], dict[str, Any]]) -> str:
+    """``callback``'s state key, built once: Lightning reads it around every hook call of every step."""
+    key = callback.__dict__.get("_state_key")
+    if key is None:
+        key = callback.__dict__["_state_key"] = callback._generate_state_key(**identity())
+    return key
 
 
 def lr_contributors(trainer: pl.Trainer) -> list[LRContributor]:

@@ -17,7 +17,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader
 from typing_extensions import override
 
 from lr_callbacks._checks import check_choice, check_number
-from lr_callbacks.core import apply_lr, lr_contributors
+from lr_callbacks.core import apply_lr, cached_state_key, lr_contributors
 from lr_callbacks.curvature import max_stable_lr
 
 if TYPE_CHECKING:
@@ -327,11 +327,7 @@ class LRFinder(Callback):
     @property
     @override
     def state_key(self) -> str:
-        # Lightning reads the key around every hook call, so it is built once.
-        key = self.__dict__.get("_state_key")
-        if key is None:
-            key = self.__dict__["_state_key"] = self._generate_state_key(**self._identity())
-        return key
+        return cached_state_key(self, self._identity)
 
     @override
     def state_dict(self) -> dict[str, Any]:

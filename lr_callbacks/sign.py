@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import lightning.pytorch as pl
 from typing_extensions import override
 
 from lr_callbacks._checks import check_choice, check_number
-from lr_callbacks.core import Modifier, log_metrics, should_log
+from lr_callbacks.core import TimeModifier
 
 
-class SignAlternation(Modifier):
+class SignAlternation(TimeModifier):
     """Multiply the LR by ``+1`` or ``-negative_scale``, so that some epochs (or steps) ascend the loss.
 
     With ``block = t // period``:
@@ -43,6 +42,7 @@ class SignAlternation(Modifier):
     """
 
     PATTERNS = ("alternate", "positive", "negative")
+    LOG_NAME = "lr_sign"
 
     def __init__(
         self, pattern: str = "alternate", period: int = 1, negative_scale: float = 1.0, interval: str = "epoch"
@@ -74,18 +74,3 @@ class SignAlternation(Modifier):
         if self.pattern == "negative":
             return -self.negative_scale
         return 1.0 if (int(t) // self.period) % 2 == 0 else -self.negative_scale
-
-    @override
-    def lr_factor(self, optimizer_idx: int, group_idx: int) -> float:
-        return self.factor(self._t)
-
-    @override
-    def _advance(self, trainer: pl.Trainer, t: float) -> None:
-        super()._advance(trainer, t)
-        if self.interval == "epoch" or should_log(trainer):
-            log_metrics(trainer, {"lr_sign": self.factor(t)})
-
-    @override
-    def state_dict(self) -> dict[str, Any]:
-        # Stateless: t comes from the trainer's restored epoch / global step.
-        return {}

@@ -5,14 +5,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import lightning.pytorch as pl
 from typing_extensions import override
 
 from lr_callbacks._checks import check_choice, check_number
-from lr_callbacks.core import Modifier, log_metrics, should_log
+from lr_callbacks.core import TimeModifier
 
 
-class Warmup(Modifier):
+class Warmup(TimeModifier):
     """Ramp the LR factor from ``start_factor`` to 1 over ``duration`` optimizer steps (or epochs), then hold 1.
 
     With ``r = min(t, duration) / duration``:
@@ -46,6 +45,7 @@ class Warmup(Modifier):
     """
 
     SHAPES = ("linear", "cosine")
+    LOG_NAME = "warmup_factor"
 
     def __init__(self, duration: int, start_factor: float = 0.0, interval: str = "step", shape: str = "linear") -> None:
         super().__init__(interval)
@@ -71,18 +71,3 @@ class Warmup(Modifier):
             # The same expression as torch's LinearLR closed form, so the LRs agree to the bit.
             return self.start_factor + (1.0 - self.start_factor) * min(self.duration, t) / self.duration
         return self.start_factor + (1.0 - self.start_factor) * 0.5 * (1.0 - math.cos(math.pi * t / self.duration))
-
-    @override
-    def lr_factor(self, optimizer_idx: int, group_idx: int) -> float:
-        return self.factor(self._t)
-
-    @override
-    def _advance(self, trainer: pl.Trainer, t: float) -> None:
-        super()._advance(trainer, t)
-        if self.interval == "epoch" or should_log(trainer):
-            log_metrics(trainer, {"warmup_factor": self.factor(t)})
-
-    @override
-    def state_dict(self) -> dict[str, Any]:
-        # Stateless: t comes from the trainer's restored epoch / global step.
-        return {}
