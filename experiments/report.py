@@ -59,7 +59,7 @@ def _fixed(value: float, digits: int) -> str:
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """A GitHub-flavoured Markdown table (``|`` in cells escaped)."""
-    esc = lambda cell: str(cell).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    esc = lambda cell: str(cell).replace("|", "\\|").replace("\n", " ")
     lines = ["| " + " | ".join(esc(h) for h in headers) + " |", "| " + " | ".join("---" for _ in headers) + " |"]
     lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)

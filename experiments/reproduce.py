@@ -120,7 +120,7 @@ def run_study(study: Study, log: Any = _log, reuse: bool = False) -> tuple[Secti
 
 def _git_commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=CONFIG_DIR.parent, capture_output=True, text=True, timeout=10)
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=CONFIG_DIR.parent, capture_output=True, text=True, timeout=10, check=False)
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"

@@ -42,7 +42,7 @@ def tables_of(markdown: str) -> list[list[list[str]]]:
 
 
 def sections_of(markdown: str) -> dict[str, str]:
-    parts = re.split(r"^## \d+\. ", markdown, flags=re.M)[1:]
+    parts = re.split(r"^## \d+\. ", markdown, flags=re.MULTILINE)[1:]
     return {p.splitlines()[0]: p for p in parts}
 
 
@@ -54,7 +54,7 @@ def assert_filled(section: str) -> None:
         assert rows, "table without rows"
         for row in rows:
             assert all(cell for cell in row), f"empty cell in {row}"
-            assert not any(re.search(r"\bnan\b", cell, re.I) for cell in row), f"NaN in {row}"
+            assert not any(re.search(r"\bnan\b", cell, re.IGNORECASE) for cell in row), f"NaN in {row}"
             assert any(re.search(r"\d", cell) for cell in row[1:]), f"no number in {row}"
 
 

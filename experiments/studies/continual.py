@@ -12,7 +12,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from experiments.report import Section, Table, mean_std, num
-from experiments.studies.base import Study, by_row, commands, failures, finite_mean, values, verdict, within_factor
+from experiments.studies.base import (
+    Study,
+    by_row,
+    commands,
+    failures,
+    finite_mean,
+    values,
+    verdict,
+    within_factor,
+)
 from experiments.studies.runner import Run, RunResult
 
 #: seed claims: row -> (epochs to adapt, class-0 loss after adapting or None for "no retention")
@@ -180,7 +189,7 @@ class ContinualStudy(Study):
         if not all(k in m for k in CLAIMS):
             return ["Some seed rows did not run; see the error above."]
         alt, neg, pos = m["alternating"], m["negative"], m["positive"]
-        adapt = lambda r: f"{num(r['epochs'], 3)} epochs" if math.isfinite(r["epochs"]) else f"not within {p['adapt_epochs']} epochs"  # noqa: E731
+        adapt = lambda r: f"{num(r['epochs'], 3)} epochs" if math.isfinite(r["epochs"]) else f"not within {p['adapt_epochs']} epochs"
         text = [
             f"Pretraining (class-0 loss, untrained {num(pos['init_A'])}): positive-only reaches {num(pos['pre_A'])}; "
             f"alternating stays at {num(alt['pre_A'])}, since each (+, −) pair of full-batch epochs nearly cancels "

@@ -187,7 +187,7 @@ class HousingStudy(Study):
                 f"(L_0 − L_{window - 1}) / L_0 is meaningless (negative and huge) for it."
             )
         text.append(
-            f"The loss-reduction measure compares epoch means; L_0 is the mean over the first epoch's 516 updates. Our "
+            "The loss-reduction measure compares epoch means; L_0 is the mean over the first epoch's 516 updates. Our "
             "epoch-mean losses are measured before each update, the seed's after it; the spike rule compares epoch "
             "means in both."
         )

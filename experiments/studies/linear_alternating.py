@@ -11,12 +11,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 import torch
 
 from experiments.report import Section, Table, mean_std, num
-from experiments.studies.base import Study, by_row, commands, failures, values, verdict, within_factor
+from experiments.studies.base import (
+    Study,
+    by_row,
+    commands,
+    failures,
+    values,
+    verdict,
+    within_factor,
+)
 from experiments.studies.runner import Run, RunResult
 
 SEED_LOSS = 0.003  # "loss ~0.003 after 1000 epochs"
@@ -53,7 +61,7 @@ class LinearAlternatingStudy(Study):
     title = "y = 2x with alternating ±η (SignAlternation) vs positive-only"
     source = "seed 000, experiment 1 (linear regression with alternating rates)"
 
-    ROWS = {
+    ROWS: ClassVar[dict] = {
         "alternating": ["callbacks.sign_alternation.pattern=alternate"],
         "positive": ["callbacks.sign_alternation.pattern=positive"],
     }

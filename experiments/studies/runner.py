@@ -180,7 +180,7 @@ def load_results(path: Path, runs: Sequence[Run], root: Path) -> list[RunResult]
         FileNotFoundError: if ``path`` is missing.
         KeyError: if a run has no saved result (the plan changed since).
     """
-    nan = lambda v: math.nan if v is None else v  # noqa: E731
+    nan = lambda v: math.nan if v is None else v
     saved = {row["name"]: row for row in json.loads(path.read_text())}
     out = []
     for run in runs:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -48,7 +48,7 @@ class XORAlternatingStudy(Study):
     title = "XOR MLP with alternating ±1.0 vs positive-only"
     source = "seed 000, experiment 2 (MLP on XOR with large alternating rates)"
 
-    ROWS = {"alternating": "alternate", "positive": "positive"}
+    ROWS: ClassVar[dict] = {"alternating": "alternate", "positive": "positive"}
 
     def plan(self) -> list[Run]:
         p = self.params
@@ -92,7 +92,7 @@ class XORAlternatingStudy(Study):
             for r in alt + pos
         ]
         failed = [r for r in pos if r not in converged]
-        units = lambda rs: mean_std(values(rs, "final/active_units"), 1)  # noqa: E731
+        units = lambda rs: mean_std(values(rs, "final/active_units"), 1)
         analysis = [
             f"{len(stuck)} of {n_alt} alternating seeds end at the chance loss ln 2 = {CHANCE:.4f} with every "
             f"output within 0.1 of 0.5; {len(alt_conv)} of {n_alt} solve XOR anyway. {len(converged)} of {n_pos} "

@@ -7,7 +7,15 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from experiments.report import Section, Table, mean_std, num
-from experiments.studies.base import Study, by_row, commands, failures, values, verdict, within_factor
+from experiments.studies.base import (
+    Study,
+    by_row,
+    commands,
+    failures,
+    values,
+    verdict,
+    within_factor,
+)
 from experiments.studies.runner import Run, RunResult
 from experiments.studies.xor_alternating import predictions
 
