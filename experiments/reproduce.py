@@ -22,6 +22,7 @@ why, and the others still run.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import platform
 import subprocess
@@ -143,13 +144,18 @@ def reproduce(cfg: DictConfig, argv: Sequence[str] = (), log: Any = _log) -> Pat
     ctx = Context(out_dir=out_dir, n_jobs=int(cfg.n_jobs), data_home=cfg.data_home, log=log)
     log(f"lr-reproduce: profile={cfg.profile.name}, studies={list(cfg.studies)}, n_jobs={cfg.n_jobs} -> {out_dir}")
     start = time.perf_counter()
+    timing_path = out_dir / "timing.json"
+    timing = json.loads(timing_path.read_text()) if cfg.reuse and timing_path.is_file() else {}
     sections: list[Section] = []
     for key in cfg.studies:
         params = OmegaConf.to_container(cfg.profile[key], resolve=True)
         section, _ = run_study(STUDIES[key](params, ctx), log, reuse=bool(cfg.reuse))
+        section.seconds = timing.get("studies", {}).get(key, section.seconds)
         sections.append(section)
         report.write(out_dir / "REPORT.md", sections, _header(cfg, argv, time.perf_counter() - start, sections, torch, lightning, partial=True))
-    total = time.perf_counter() - start
+    total = timing.get("total", time.perf_counter() - start)
+    if not cfg.reuse:
+        timing_path.write_text(json.dumps({"total": total, "studies": {s.key: s.seconds for s in sections}}))
     path = report.write(out_dir / "REPORT.md", sections, _header(cfg, argv, total, sections, torch, lightning, partial=False))
     log(f"lr-reproduce: wrote {path} in {total:.1f} s; TensorBoard: tensorboard --logdir {out_dir}")
     return path
@@ -165,7 +171,10 @@ def _header(cfg: DictConfig, argv: Sequence[str], seconds: float, sections: list
     lines = [
         f"Profile **{cfg.profile.name}**, written {datetime.now():%Y-%m-%d %H:%M}"
         + (" (in progress: later studies still running)" if partial else "") + f"; total wall time {seconds:.1f} s "
-        f"with {cfg.n_jobs} parallel run(s) on {os.cpu_count()} CPU core(s).",
+        f"with {cfg.n_jobs} parallel run(s) on {os.cpu_count()} CPU core(s)"
+        + (". Re-analysed from the saved runs (`reuse=true`): nothing was trained again; wall times are those of "
+           "the original reproduction where it recorded them (`timing.json`), else the sum of the runs' times."
+           if cfg.reuse else "."),
         "",
         f"Command: `lr-reproduce {' '.join(argv)}`".rstrip() + f"; code at commit `{_git_commit()}`; Python "
         f"{platform.python_version()}, torch {torch.__version__}, lightning {lightning.__version__}.",

@@ -214,19 +214,30 @@ class TutorialStudy(Study):
         ax.legend()
         fig.tight_layout()
         below = sug < bound if math.isfinite(sug) else None
+        train = r.history.get("train/loss", [])
+        trains = bool(train) and math.isfinite(train[-1]) and train[-1] <= train[0]
         rows_ = [
             ["suggested LR (steepest descent of the smoothed curve)", "a point on the steep descent, below divergence", num(sug, 3), verdict(below)],
             ["2/λ_max of the full-batch loss (max_stable_lr)", "upper end of usable LRs", num(bound, 4), "—"],
             ["sweep stopped on divergence", "yes, once the loss explodes", "yes" if r.get("finder/diverged") else "no", verdict(bool(r.get("finder/diverged")))],
-            [f"test RMSE after {self.params['finder_train_epochs']} epochs at the suggestion", "—", num(r.get("test/rmse")), "—"],
+            [f"training at the suggestion for {len(train)} epochs: epoch loss first → last, test RMSE", "a good LR to train at",
+             f"{num(train[0] if train else math.nan)} → {num(train[-1] if train else math.nan)}, RMSE {num(r.get('test/rmse'))}",
+             verdict(trains)],
         ]
         lrs = r.history["finder/lrs"]
         stop = lrs[-1] if lrs else math.nan
         text = [
             f"LR finder: the steepest-descent suggestion is η = {num(sug, 3)}; the sweep "
             + (f"stopped on divergence at η = {num(stop, 3)}, " if r.get("finder/diverged") else f"ended at η = {num(stop, 3)}, ")
-            + f"{num(stop / bound, 2)}× the full-batch curvature bound 2/λ_max = {num(bound, 4)}. Mini-batch steps of 32 "
-            "rows can diverge below the full-batch bound (see the per-batch bound below); the suggestion sits well below both."
+            + f"{num(stop / bound, 2)}× the full-batch curvature bound 2/λ_max = {num(bound, 4)}. "
+            + ("Training at the suggestion then diverges: the epoch loss goes from "
+               f"{num(train[0])} to {num(train[-1])} (the fixed η = 0.01 of the housing section stays stable). The "
+               f"sweep's {len(lrs)} steps cover {num(len(lrs) / 516, 2)} of an epoch, while the rows that make a batch "
+               f"unstable above η ≈ {num(getattr(self, 'batch_bound', math.nan), 2)} (see the per-batch bound below) "
+               "turn up once per epoch: a range test on a small slice of a heavy-tailed data set can miss the "
+               "instability that sets the usable LR." if not trains else
+               "Training at the suggestion converges. Mini-batch steps of 32 rows can still diverge below the "
+               "full-batch bound (see the per-batch bound below).")
         ]
         return (
             [Table("LR range test (LRFinder) before training", ["quantity", "tutorial", "measured", "verdict"], rows_)],
