@@ -47,7 +47,7 @@ def sections_of(markdown: str) -> dict[str, str]:
 
 
 def assert_filled(section: str) -> None:
-    """Every table has rows, no cell is empty or NaN, and every row holds a number."""
+    """Every table has rows, no cell is empty or NaN, and every row holds a number (or a yes/no outcome)."""
     tables = tables_of(section)
     assert tables, "section without a table"
     for rows in tables:
@@ -55,7 +55,7 @@ def assert_filled(section: str) -> None:
         for row in rows:
             assert all(cell for cell in row), f"empty cell in {row}"
             assert not any(re.search(r"\bnan\b", cell, re.IGNORECASE) for cell in row), f"NaN in {row}"
-            assert any(re.search(r"\d", cell) for cell in row[1:]), f"no number in {row}"
+            assert any(re.search(r"\d|^(yes|no)$", cell) for cell in row[1:]), f"no measurement in {row}"
 
 
 def event_scalars(run_dir: Path) -> dict[str, int]:
