@@ -14,11 +14,14 @@ SUITES = {
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="lr-benchmark", description=__doc__)
-    parser.add_argument("suites", nargs="*", choices=[*SUITES, "all"], default=["all"], help="what to measure")
+    parser.add_argument("suites", nargs="*", metavar="SUITE", help=f"any of {list(SUITES)}; default: all")
     parser.add_argument("--repeats", type=int, default=5, help="repeats per measurement; medians are reported")
     parser.add_argument("--steps", type=int, default=300, help="optimizer steps per timed run")
     args = parser.parse_args(argv)
-    chosen = list(SUITES) if "all" in args.suites else args.suites
+    unknown = sorted(set(args.suites) - set(SUITES) - {"all"})
+    if unknown:
+        parser.error(f"unknown suite(s) {unknown}; choose from {list(SUITES)} or 'all'")
+    chosen = list(SUITES) if not args.suites or "all" in args.suites else args.suites
     for name in chosen:
         print(f"\n== {name}: {SUITES[name]} ==", flush=True)
         importlib.import_module(f"experiments.benchmarks.{name}").run(args)
