@@ -20,6 +20,8 @@ True
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import statistics
 import tempfile
@@ -278,7 +280,8 @@ def run_lightning(task: FinderTask, min_lr: float = 1e-7, max_lr: float = 10.0, 
 
     finder = LearningRateFinder(min_lr=min_lr, max_lr=max_lr, num_training_steps=num_steps, update_attr=False)
     module = task.module()
-    with tempfile.TemporaryDirectory() as root:  # it writes a checkpoint there
+    # It writes a checkpoint into the root dir, and draws a tqdm bar whatever the trainer says.
+    with tempfile.TemporaryDirectory() as root, contextlib.redirect_stderr(io.StringIO()):
         start = time.perf_counter()
         _quiet_trainer([finder], root).fit(module, task.batches())
         seconds = time.perf_counter() - start
