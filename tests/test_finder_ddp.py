@@ -32,6 +32,11 @@ class Report(Callback):
         }
         (Path(self.out_dir) / f"rank{trainer.global_rank}.json").write_text(json.dumps(data))
 
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        # Lightning leaves a gloo group alive at worker exit, where its threads can abort the process.
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
 
 class RankShiftedLoss(TinyRegression):
     """Each rank's loss differs (rank 1 adds an offset), so a rank-local curve would differ too."""
