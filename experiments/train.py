@@ -83,6 +83,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     datamodule: pl.LightningDataModule = instantiate(cfg.data)
     optimizer = instantiate(cfg.optimizer) if cfg.get("optimizer") else None
     model: pl.LightningModule = instantiate(cfg.task, **({"optimizer": optimizer} if optimizer else {}))
+    if hasattr(model, "recorder"):
+        model.recorder.record_steps = bool(cfg.get("record_step_lrs", True))
 
     adapt = cfg.get("adapt")
     if adapt and not (hasattr(model, "set_phase") and hasattr(datamodule, "set_phase")):

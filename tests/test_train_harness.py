@@ -94,3 +94,18 @@ def test_single_run_from_another_cwd_returns_objects(tmp_path: Path) -> None:
     run_dir = tmp_path / "cli"
     lr_train(["experiment=xor_adam", *LIMITS, f"hydra.run.dir={run_dir}"], cwd=tmp_path)
     assert read_metrics(run_dir)["metrics"]["epochs"] == 2.0
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_per_step_lrs_are_kept_unless_switched_off(tmp_path: Path, keep: bool) -> None:
+    _, objects = run_train(
+        ["experiment=xor_adam", *LIMITS, "callbacks=[step_decay]", f"record_step_lrs={keep}"], tmp_path / "run"
+    )
+    history = read_metrics(tmp_path / "run")["history"]
+    steps = objects["trainer"].global_step
+    if keep:
+        assert len(history["lr_step"]) == steps
+        assert history["lr_step"] == objects["history"]["lr_step"]
+    else:
+        assert "lr_step" not in history
+    assert len(history["epoch"]) == 2
