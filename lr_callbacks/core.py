@@ -228,11 +228,12 @@ def should_log(trainer: pl.Trainer) -> bool:
     """Log at Lightning's cadence (``log_every_n_steps``), and always on an epoch's first step."""
     if not trainer.loggers:
         return False
-    first_of_epoch = trainer.global_step == trainer.current_epoch * _steps_per_epoch(trainer)
+    first_of_epoch = trainer.global_step == trainer.current_epoch * optimizer_steps_per_epoch(trainer)
     return trainer.global_step % max(trainer.log_every_n_steps, 1) == 0 or first_of_epoch
 
 
-def _steps_per_epoch(trainer: pl.Trainer) -> int:
+def optimizer_steps_per_epoch(trainer: pl.Trainer) -> int:
+    """Optimizer steps in one epoch (the last accumulation window may be short); -1 when unknown."""
     batches = trainer.num_training_batches
     if not isinstance(batches, int) or batches <= 0:
         return -1

@@ -6,11 +6,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import lightning.pytorch as pl
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from typing_extensions import override
 
 from lr_callbacks import schedules
 from lr_callbacks._checks import check_choice, check_number, per_group
-from lr_callbacks.core import Schedule
+from lr_callbacks.core import Schedule, optimizer_steps_per_epoch
 
 
 class _ClosedFormSchedule(Schedule):
@@ -155,10 +156,13 @@ class CosineWarmRestarts(_ClosedFormSchedule):
 
     @override
     def _time(self, trainer: pl.Trainer, batch_idx: int) -> float:
-        batches = trainer.num_training_batches
-        accumulate = trainer.accumulate_grad_batches
-        steps_per_epoch = -(-int(batches) // accumulate)
-        return trainer.current_epoch + (batch_idx // accumulate) / steps_per_epoch
+        steps_per_epoch = optimizer_steps_per_epoch(trainer)
+        if steps_per_epoch < 1:
+            raise MisconfigurationException(
+                "CosineWarmRestarts(interval='step') steps through fractional epochs and needs a train dataloader "
+                "with a known length; use interval='epoch' for an iterable of unknown length."
+            )
+        return trainer.current_epoch + (batch_idx // trainer.accumulate_grad_batches) / steps_per_epoch
 
     @override
     def scheduled_lr(self, base_lr: float, optimizer_idx: int, group_idx: int, n_groups: int) -> float:

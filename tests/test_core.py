@@ -211,3 +211,17 @@ def test_library_imports_with_only_torch_and_lightning() -> None:
     names, imported = out.stdout.strip().splitlines()
     assert "StepDecay" in names
     assert imported == "[]"
+
+
+class _Stream(torch.utils.data.IterableDataset):
+    """Batches of unknown count: Lightning sees an infinite epoch length."""
+
+    def __iter__(self) -> Any:
+        data = loader()
+        return iter(data)
+
+
+def test_fractional_epochs_need_a_known_epoch_length() -> None:
+    trainer = tiny_trainer([CosineWarmRestarts(T_0=1, interval="step")], max_steps=3)
+    with pytest.raises(MisconfigurationException, match="interval='epoch'"):
+        trainer.fit(TinyRegression(), torch.utils.data.DataLoader(_Stream(), batch_size=None))
