@@ -178,8 +178,7 @@ class SpikeAdaptiveLR(Modifier):
         if trainer.lightning_module.automatic_optimization:
             # Lightning hands back the loss divided by the accumulation count; undo that.
             loss = loss * trainer.accumulate_grad_batches
-        dtype = torch.float32 if loss.device.type == "mps" else torch.float64
-        loss = loss.to(dtype).reshape(())
+        loss = loss.to(_reduction_dtype(loss.device)).reshape(())
         self._loss_sum = loss if self._loss_sum is None else self._loss_sum.to(loss) + loss
         self._loss_count += 1
 
@@ -191,8 +190,7 @@ class SpikeAdaptiveLR(Modifier):
             count = self._loss_count
             self._loss_sum, self._loss_count = None, 0
             if total is None:
-                dtype = torch.float32 if strategy.root_device.type == "mps" else torch.float64
-                total = torch.zeros((), dtype=dtype, device=strategy.root_device)
+                total = torch.zeros((), dtype=_reduction_dtype(strategy.root_device), device=strategy.root_device)
             total = strategy.reduce(total, reduce_op="sum")
             count_t = torch.tensor(float(count), dtype=total.dtype, device=total.device)
             count_t = strategy.reduce(count_t, reduce_op="sum")
@@ -210,8 +208,7 @@ class SpikeAdaptiveLR(Modifier):
                     f"SpikeAdaptiveLR(monitor={self.monitor!r}) found no such metric; logged metrics are "
                     f"{sorted(trainer.callback_metrics)}. Log it with `self.log({self.monitor!r}, ...)`."
                 )
-            dtype = torch.float32 if strategy.root_device.type == "mps" else torch.float64
-            tensor = torch.as_tensor(metric).to(device=strategy.root_device, dtype=dtype)
+            tensor = torch.as_tensor(metric).to(device=strategy.root_device, dtype=_reduction_dtype(strategy.root_device))
             value = float(strategy.reduce(tensor, reduce_op="mean"))
         # One value for every rank, whatever the reduction's rounding.
         return float(strategy.broadcast(value))
@@ -350,6 +347,11 @@ class SpikeAdaptiveLR(Modifier):
         loss_sum = state_dict.get("loss_sum")
         self._loss_sum = None if loss_sum is None else torch.tensor(loss_sum, dtype=torch.float64)
         self._loss_count = state_dict.get("loss_count", self._loss_count)
+
+
+def _reduction_dtype(device: torch.device) -> torch.dtype:
+    """float64 for exact sums across steps and ranks; MPS has no float64."""
+    return torch.float32 if device.type == "mps" else torch.float64
 
 
 def _is_fraction(value: Any) -> bool:
