@@ -15,21 +15,21 @@ from matplotlib.figure import Figure
 from experiments.figures import curves_figure
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """NaN/inf become ``null`` so the file stays strict JSON."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, Mapping):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
 def write_metrics_json(path: Path, metrics: Mapping[str, float], history: Mapping[str, Sequence[float]]) -> Path:
     """Writes ``{"metrics": {...}, "history": {...}}`` (non-finite numbers as ``null``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_json_safe({"metrics": dict(metrics), "history": dict(history)}), indent=1))
+    path.write_text(json.dumps(json_safe({"metrics": dict(metrics), "history": dict(history)}), indent=1))
     return path
 
 
@@ -48,7 +48,7 @@ def log_hparams(loggers: Sequence[Logger], params: Mapping[str, Any], metrics: M
 def history_figures(history: Mapping[str, Sequence[float]]) -> dict[str, Figure]:
     """Loss and LR curves per epoch from a run's history."""
     loss_keys = [k for k in history if "loss" in k and not k.startswith("trajectory/")]
-    lr_keys = [k for k in history if k.rsplit("/", 1)[-1].startswith("lr") and k != "lr_step" and "lr_step" not in k]
+    lr_keys = [k for k in history if k.rsplit("/", 1)[-1].startswith("lr") and "lr_step" not in k]
     figures = {"loss_curves": curves_figure(history, loss_keys, "loss per epoch"),
                "lr_curves": curves_figure(history, lr_keys, "learning rate per epoch")}
     return {name: fig for name, fig in figures.items() if fig is not None}

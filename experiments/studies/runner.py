@@ -165,11 +165,11 @@ def _map(runs: Sequence[Run], configs: Sequence[DictConfig], n_jobs: int) -> Ite
 
 def save_results(path: Path, results: Sequence[RunResult]) -> Path:
     """Every run's metrics, history (post extras included), wall time and error, as JSON (NaN as null)."""
-    from experiments.outputs import _json_safe
+    from experiments.outputs import json_safe
 
     rows = [{"name": r.run.name, "metrics": r.metrics, "history": r.history, "seconds": r.seconds, "error": r.error} for r in results]
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_json_safe(rows)))
+    path.write_text(json.dumps(json_safe(rows)))
     return path
 
 
