@@ -7,6 +7,7 @@ figures and ``metrics.json`` into ``paths.output_dir`` (the Hydra output dir by 
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,12 @@ from experiments import outputs
 from experiments.instantiate import instantiate_callbacks, instantiate_loggers, instantiate_trainer
 from experiments.schemas import register_configs
 
-#: The ``conf/`` folder at the repository root (absolute, so any cwd works).
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
+#: The package that holds the configs: the repository's ``conf/``, installed as package data.
+CONFIG_MODULE = "experiments.conf"
+#: Where Hydra finds them (its ``pkg://`` search path), from a wheel or an editable install, from any cwd.
+CONFIG_PATH = f"pkg://{CONFIG_MODULE}"
+#: The same folder on disk: ``conf/`` of the checkout in an editable install, else the installed copy.
+CONFIG_DIR = Path(str(files(CONFIG_MODULE)))
 
 register_configs()
 
@@ -159,7 +164,7 @@ def _write_outputs(
     outputs.save_figures(figures, out_dir / "figures", loggers, step)
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """``lr-train``: trains one config; returns ``cfg.optimized_metric`` for sweepers (or ``None``)."""
     metrics, _ = train(cfg)
