@@ -39,6 +39,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from experiments import report
+from experiments.cli import BadArgument, refusing_bad_arguments
 from experiments.report import Section, Table
 from experiments.studies import STUDIES, Context, Study
 from experiments.studies.runner import RunResult, execute, load_results, save_results
@@ -74,7 +75,14 @@ register_configs()
 
 
 def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
-    """``conf/reproduce/reproduce.yaml`` with ``overrides``, resolved; unknown keys and studies fail here."""
+    """``conf/reproduce/reproduce.yaml`` with ``overrides``, resolved; unknown keys and studies fail here.
+
+    Raises:
+        hydra.errors.ConfigCompositionException: on an unknown key, a value of the wrong type or an unknown
+            profile (``MissingConfigException``).
+        hydra.errors.OverrideParseException: on an override Hydra cannot parse.
+        BadArgument: on an unknown study.
+    """
     from hydra import compose, initialize_config_module
 
     with initialize_config_module(config_module=REPRODUCE_MODULE, version_base="1.3"):
@@ -82,7 +90,7 @@ def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
     OmegaConf.resolve(cfg)
     unknown = [s for s in cfg.studies if s not in STUDIES]
     if unknown:
-        raise ValueError(f"Unknown studies {unknown}; choose from {list(STUDIES)}.")
+        raise BadArgument(f"Unknown studies {unknown}; choose from {list(STUDIES)}.")
     return cfg
 
 
@@ -153,7 +161,12 @@ def reproduce(cfg: DictConfig, argv: Sequence[str] = (), log: Any = _log) -> Pat
     import torch
 
     out_dir = Path(cfg.out_dir).resolve()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.reuse and not (out_dir / "runs").is_dir():
+        raise BadArgument(f"reuse=true re-analyses the runs saved in out_dir, and {out_dir} holds none; run without reuse first.")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise BadArgument(f"out_dir={cfg.out_dir} cannot be created: {err.strerror or err}.") from err
     OmegaConf.save(cfg, out_dir / "reproduce.yaml")
     ctx = Context(out_dir=out_dir, n_jobs=int(cfg.n_jobs), data_home=cfg.data_home, log=log)
     log(f"lr-reproduce: profile={cfg.profile.name}, studies={list(cfg.studies)}, n_jobs={cfg.n_jobs} -> {out_dir}")
@@ -207,13 +220,14 @@ def _header(cfg: DictConfig, argv: Sequence[str], seconds: float, sections: list
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point: ``lr-reproduce [override ...]``."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if any(a in ("-h", "--help") for a in argv):
-        print(__doc__)
-        print("Defaults (conf/reproduce/reproduce.yaml, profile=quick):\n")
-        cfg = compose_config([a for a in argv if a not in ("-h", "--help")])
-        print(OmegaConf.to_yaml(cfg))
-        return
-    reproduce(compose_config(argv), argv)
+    with refusing_bad_arguments("lr-reproduce"):
+        if any(a in ("-h", "--help") for a in argv):
+            print(__doc__)
+            print("Defaults (conf/reproduce/reproduce.yaml, profile=quick):\n")
+            cfg = compose_config([a for a in argv if a not in ("-h", "--help")])
+            print(OmegaConf.to_yaml(cfg))
+            return
+        reproduce(compose_config(argv), argv)
 
 
 if __name__ == "__main__":

@@ -15,11 +15,13 @@ import hydra
 import lightning.pytorch as pl
 import torch
 from hydra.utils import instantiate
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
 from experiments import outputs
+from experiments.cli import ConfigurationError
 from experiments.instantiate import instantiate_callbacks, instantiate_loggers, instantiate_trainer
 from experiments.schemas import register_configs
 
@@ -166,8 +168,15 @@ def _write_outputs(
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    """``lr-train``: trains one config; returns ``cfg.optimized_metric`` for sweepers (or ``None``)."""
-    metrics, _ = train(cfg)
+    """``lr-train``: trains one config; returns ``cfg.optimized_metric`` for sweepers (or ``None``).
+
+    A configuration Lightning refuses once training starts (e.g. two schedules on one optimizer) is
+    reported like a config error, as its message alone.
+    """
+    try:
+        metrics, _ = train(cfg)
+    except MisconfigurationException as err:
+        raise ConfigurationError(str(err)) from err
     key = cfg.get("optimized_metric")
     if not key:
         return None
