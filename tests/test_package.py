@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -67,7 +68,7 @@ def test_every_config_file_is_package_data() -> None:
     conf = ROOT / "conf"
     matched = {
         Path(path).relative_to(conf).as_posix()
-        for pattern in SETUPTOOLS["package-data"][CONFIG_MODULE]
+        for pattern in SETUPTOOLS.get("package-data", {}).get(CONFIG_MODULE, [])
         for path in glob.glob(str(conf / pattern), recursive=True)
     }
     files = config_files()
@@ -78,9 +79,22 @@ def test_every_config_file_is_package_data() -> None:
 
 @pytest.mark.slow
 def test_the_wheel_holds_every_config(tmp_path: Path) -> None:
-    """Builds the wheel (no build isolation: uses this venv's setuptools) and lists its configs."""
+    """Builds the wheel from a clean copy of the sources and lists its configs (a machine-local one left out).
+
+    A checkout's leftover ``*.egg-info/SOURCES.txt`` would hand setuptools the configs even without
+    package-data, so the build starts from the files the wheel is made of (no build isolation: it uses
+    this venv's setuptools).
+    """
+    src = tmp_path / "src"
+    for name in ("pyproject.toml", "README.md"):
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, src / name)
+    for folder in ("lr_callbacks", "experiments", "conf"):
+        shutil.copytree(ROOT / folder, src / folder, ignore=shutil.ignore_patterns("__pycache__", "local"))
+    (src / "conf" / "local").mkdir()
+    (src / "conf" / "local" / "default.yaml").write_text("# @package _global_\nseed: 1\n")  # stays on the machine
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(src)],
         check=True, capture_output=True, timeout=300,
     )  # fmt: skip
     (wheel,) = tmp_path.glob("lr_callbacks-*.whl")
@@ -88,5 +102,6 @@ def test_the_wheel_holds_every_config(tmp_path: Path) -> None:
     with zipfile.ZipFile(wheel) as zf:
         names = zf.namelist()
     shipped = {n[len(prefix):] for n in names if n.startswith(prefix) and not n.endswith(".py")}
+    assert "local/default.yaml" not in shipped
     assert shipped == config_files()
     assert {f"{prefix}__init__.py", f"{prefix}reproduce/__init__.py"} <= set(names)
