@@ -81,9 +81,9 @@ def test_every_config_file_is_package_data() -> None:
 def test_the_wheel_holds_every_config(tmp_path: Path) -> None:
     """Builds the wheel from a clean copy of the sources and lists its configs (a machine-local one left out).
 
-    A checkout's leftover ``*.egg-info/SOURCES.txt`` would hand setuptools the configs even without
-    package-data, so the build starts from the files the wheel is made of (no build isolation: it uses
-    this venv's setuptools).
+    The build starts from the files the wheel is made of, so that nothing a previous build left in the
+    checkout (``build/``, ``*.egg-info``) can stand in for a missing package-data entry (no build
+    isolation: it uses this venv's setuptools).
     """
     src = tmp_path / "src"
     for name in ("pyproject.toml", "README.md"):
