@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+from collections.abc import Callable
 
+#: suite name -> what it measures; the suite is the module ``experiments.benchmarks.<name>`` with ``run(args)``
 SUITES = {
     "schedules": "per-step overhead of each schedule callback vs a bare Lightning step and a torch scheduler",
     "finder": "LR finder cost and quality vs Lightning's LearningRateFinder",
@@ -12,11 +14,31 @@ SUITES = {
 }
 
 
+#: fewest ``--steps``: the per-step timings leave out the first 10 steps as warm-up
+MIN_STEPS = 20
+
+
+def at_least(low: int) -> Callable[[str], int]:
+    """An argparse ``type``: an integer >= ``low``; anything else is refused with argparse's message."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    return parse
+
+
 def main(argv: list[str] | None = None) -> None:
+    """Console entry point: ``lr-benchmark [SUITE ...] [--repeats N] [--steps N]``; a bad argument exits with 2."""
     parser = argparse.ArgumentParser(prog="lr-benchmark", description=__doc__)
     parser.add_argument("suites", nargs="*", metavar="SUITE", help=f"any of {list(SUITES)}; default: all")
-    parser.add_argument("--repeats", type=int, default=5, help="repeats per measurement; medians are reported")
-    parser.add_argument("--steps", type=int, default=300, help="optimizer steps per timed run")
+    parser.add_argument("--repeats", type=at_least(1), default=5, help="repeats per measurement; medians are reported")
+    parser.add_argument("--steps", type=at_least(MIN_STEPS), default=300, help=f"optimizer steps per timed run (>= {MIN_STEPS})")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.suites) - set(SUITES) - {"all"})
     if unknown:

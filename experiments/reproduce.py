@@ -39,12 +39,14 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from experiments import report
+from experiments.cli import BadArgument, refusing_bad_arguments
 from experiments.report import Section, Table
 from experiments.studies import STUDIES, Context, Study
 from experiments.studies.runner import RunResult, execute, load_results, save_results
-from experiments.train import CONFIG_DIR
+from experiments.train import CONFIG_MODULE
 
-REPRODUCE_DIR = CONFIG_DIR / "reproduce"
+#: the package of ``reproduce.yaml`` and its profiles (the repository's ``conf/reproduce/``)
+REPRODUCE_MODULE = f"{CONFIG_MODULE}.reproduce"
 
 #: a profile: its name and one entry per study, typed by the study's ``Params`` schema
 ProfileConf = dataclasses.make_dataclass(
@@ -73,15 +75,22 @@ register_configs()
 
 
 def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
-    """``conf/reproduce/reproduce.yaml`` with ``overrides``, resolved; unknown keys and studies fail here."""
-    from hydra import compose, initialize_config_dir
+    """``conf/reproduce/reproduce.yaml`` with ``overrides``, resolved; unknown keys and studies fail here.
 
-    with initialize_config_dir(config_dir=str(REPRODUCE_DIR), version_base="1.3"):
+    Raises:
+        hydra.errors.ConfigCompositionException: on an unknown key, a value of the wrong type or an unknown
+            profile (``MissingConfigException``).
+        hydra.errors.OverrideParseException: on an override Hydra cannot parse.
+        BadArgument: on an unknown study.
+    """
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(config_module=REPRODUCE_MODULE, version_base="1.3"):
         cfg = compose("reproduce", overrides=list(overrides))
     OmegaConf.resolve(cfg)
     unknown = [s for s in cfg.studies if s not in STUDIES]
     if unknown:
-        raise ValueError(f"Unknown studies {unknown}; choose from {list(STUDIES)}.")
+        raise BadArgument(f"Unknown studies {unknown}; choose from {list(STUDIES)}.")
     return cfg
 
 
@@ -119,12 +128,25 @@ def run_study(study: Study, log: Any = _log, reuse: bool = False) -> tuple[Secti
     return section, results
 
 
-def _git_commit() -> str:
+def _code_version() -> str:
+    """``lr-callbacks <version>``, and the commit when this code runs from a git checkout (editable install)."""
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=CONFIG_DIR.parent, capture_output=True, text=True, timeout=10, check=False)
-        return out.stdout.strip() or "unknown"
+        text = f"lr-callbacks {version('lr-callbacks')}"
+    except PackageNotFoundError:
+        text = "lr-callbacks (not installed)"
+    here = Path(__file__).resolve()
+    git = ["git", "-C", str(here.parent)]
+    try:
+        # a wheel installed into a venv inside some repository is not that repository's code
+        tracked = subprocess.run([*git, "ls-files", "--error-unmatch", here.name], capture_output=True, timeout=10, check=False)
+        commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        return text
+    if tracked.returncode == 0 and commit.stdout.strip():
+        text += f" at commit `{commit.stdout.strip()}`"
+    return text
 
 
 def _verdict_counts(section: Section) -> str:
@@ -139,7 +161,12 @@ def reproduce(cfg: DictConfig, argv: Sequence[str] = (), log: Any = _log) -> Pat
     import torch
 
     out_dir = Path(cfg.out_dir).resolve()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.reuse and not (out_dir / "runs").is_dir():
+        raise BadArgument(f"reuse=true re-analyses the runs saved in out_dir, and {out_dir} holds none; run without reuse first.")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise BadArgument(f"out_dir={cfg.out_dir} cannot be created: {err.strerror or err}.") from err
     OmegaConf.save(cfg, out_dir / "reproduce.yaml")
     ctx = Context(out_dir=out_dir, n_jobs=int(cfg.n_jobs), data_home=cfg.data_home, log=log)
     log(f"lr-reproduce: profile={cfg.profile.name}, studies={list(cfg.studies)}, n_jobs={cfg.n_jobs} -> {out_dir}")
@@ -176,7 +203,7 @@ def _header(cfg: DictConfig, argv: Sequence[str], seconds: float, sections: list
            "the original reproduction where it recorded them (`timing.json`), else the sum of the runs' times."
            if cfg.reuse else "."),
         "",
-        f"Command: `lr-reproduce {' '.join(argv)}`".rstrip() + f"; code at commit `{_git_commit()}`; Python "
+        f"Command: `lr-reproduce {' '.join(argv)}`".rstrip() + f"; code: {_code_version()}; Python "
         f"{platform.python_version()}, torch {torch.__version__}, lightning {lightning.__version__}.",
         "",
         "Every run's TensorBoard logs are under `runs/`: `tensorboard --logdir .` from this folder. The resolved "
@@ -193,13 +220,14 @@ def _header(cfg: DictConfig, argv: Sequence[str], seconds: float, sections: list
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point: ``lr-reproduce [override ...]``."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if any(a in ("-h", "--help") for a in argv):
-        print(__doc__)
-        print("Defaults (conf/reproduce/reproduce.yaml, profile=quick):\n")
-        cfg = compose_config([a for a in argv if a not in ("-h", "--help")])
-        print(OmegaConf.to_yaml(cfg))
-        return
-    reproduce(compose_config(argv), argv)
+    with refusing_bad_arguments("lr-reproduce"):
+        if any(a in ("-h", "--help") for a in argv):
+            print(__doc__)
+            print("Defaults (conf/reproduce/reproduce.yaml, profile=quick):\n")
+            cfg = compose_config([a for a in argv if a not in ("-h", "--help")])
+            print(OmegaConf.to_yaml(cfg))
+            return
+        reproduce(compose_config(argv), argv)
 
 
 if __name__ == "__main__":

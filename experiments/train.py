@@ -7,6 +7,7 @@ figures and ``metrics.json`` into ``paths.output_dir`` (the Hydra output dir by 
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -14,16 +15,22 @@ import hydra
 import lightning.pytorch as pl
 import torch
 from hydra.utils import instantiate
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
 from experiments import outputs
+from experiments.cli import ConfigurationError
 from experiments.instantiate import instantiate_callbacks, instantiate_loggers, instantiate_trainer
 from experiments.schemas import register_configs
 
-#: The ``conf/`` folder at the repository root (absolute, so any cwd works).
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
+#: The package that holds the configs: the repository's ``conf/``, installed as package data.
+CONFIG_MODULE = "experiments.conf"
+#: Where Hydra finds them (its ``pkg://`` search path), from a wheel or an editable install, from any cwd.
+CONFIG_PATH = f"pkg://{CONFIG_MODULE}"
+#: The same folder on disk: ``conf/`` of the checkout in an editable install, else the installed copy.
+CONFIG_DIR = Path(str(files(CONFIG_MODULE)))
 
 register_configs()
 
@@ -159,10 +166,17 @@ def _write_outputs(
     outputs.save_figures(figures, out_dir / "figures", loggers, step)
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    """``lr-train``: trains one config; returns ``cfg.optimized_metric`` for sweepers (or ``None``)."""
-    metrics, _ = train(cfg)
+    """``lr-train``: trains one config; returns ``cfg.optimized_metric`` for sweepers (or ``None``).
+
+    A configuration Lightning refuses once training starts (e.g. two schedules on one optimizer) is
+    reported like a config error, as its message alone.
+    """
+    try:
+        metrics, _ = train(cfg)
+    except MisconfigurationException as err:
+        raise ConfigurationError(str(err)) from err
     key = cfg.get("optimized_metric")
     if not key:
         return None

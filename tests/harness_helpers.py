@@ -7,11 +7,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
-from experiments.train import CONFIG_DIR, train
+from experiments.train import CONFIG_MODULE, train
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "scikit_learn_data"
 
@@ -26,7 +26,7 @@ def compose_cfg(overrides: list[str], output_dir: Path | None = None, hydra_cfg:
     """Composes ``conf/train.yaml`` with ``overrides`` (and ``paths.output_dir`` when given)."""
     extra = [f"paths.output_dir={output_dir}"] if output_dir is not None else []
     GlobalHydra.instance().clear()
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+    with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
         return compose("train", overrides=[*overrides, *extra], return_hydra_config=hydra_cfg)
 
 

@@ -244,18 +244,25 @@ class ContinualStudy(Study):
         import matplotlib.pyplot as plt
         import numpy as np
 
+        from experiments.figures import plot_series, set_yscale
+
         fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+        plotted: list[list[float]] = [[], []]
         for row, rs in rows.items():
             good = [r for r in rs if r.ok]
-            for ax, key in zip(axes, ("adapt/val/loss_B", "adapt/val/loss_A")):
+            for i, (ax, key) in enumerate(zip(axes, ("adapt/val/loss_B", "adapt/val/loss_A"))):
                 curves = [r.history.get(key, []) for r in good]
                 n = min((len(c) for c in curves), default=0)
                 if n:
-                    mean = np.nanmean(np.array([c[:n] for c in curves], dtype=float), axis=0)
-                    ax.plot(np.arange(1, n + 1), mean, label=row)
+                    # the mean over seeds, NaN where any seed diverged (so the curve is marked, not averaged away)
+                    mean = np.array([c[:n] for c in curves], dtype=float).mean(axis=0)
+                    plot_series(ax, mean, np.arange(1, n + 1), label=row)
+                    plotted[i] += mean.tolist()
         axes[0].axhline(0.02, color="grey", ls=":", label="adapted (0.02)")
         axes[0].set(yscale="log", xlabel="adaptation epoch", ylabel="class-1 validation loss", title="Adapting to class 1")
-        axes[1].set(xlabel="adaptation epoch", ylabel="class-0 validation loss", title="Class 0 during adaptation")
+        scale = set_yscale(axes[1], plotted[1])
+        axes[1].set(xlabel="adaptation epoch", ylabel="class-0 validation loss",
+                    title="Class 0 during adaptation" + (f" ({scale} scale)" if scale != "linear" else ""))  # fmt: skip
         axes[0].legend(fontsize=7)
         fig.tight_layout()
         return self.figure(fig, "adaptation", "Mean over seeds of the class-1 (left) and class-0 (right) validation loss during adaptation")

@@ -216,6 +216,8 @@ class HousingStudy(Study):
     def _figure(self, rows: dict[str, list[RunResult]], window: int):  # -> Figure
         import matplotlib.pyplot as plt
 
+        from experiments.figures import bar_chart, plot_series
+
         fig, axes = plt.subplots(2, 2, figsize=(14, 9))
         names, rmses, reds = [], [], []
         for row, rs in rows.items():
@@ -223,24 +225,25 @@ class HousingStudy(Study):
             if r is None:
                 continue
             loss, lr = r.history.get("train/loss", []), r.history.get("lr", [])
-            axes[0, 0].plot(loss, label=row, lw=1.5)
-            axes[0, 1].plot(lr, label=row, lw=1.5)
+            plot_series(axes[0, 0], loss, label=row, lw=1.5)
+            plot_series(axes[0, 1], lr, label=row, lw=1.5)
             names.append(row)
             rmses.append(r.get("test/rmse"))
             reds.append((loss[0] - loss[window - 1]) / loss[0] if len(loss) >= window else math.nan)
         axes[0, 0].set(xlabel="epoch", ylabel="MSE (epoch mean)", yscale="log", title="Training loss (log scale)")
         axes[0, 0].legend()
-        axes[0, 1].set(xlabel="epoch", ylabel="learning rate", yscale="log", title="Learning rate")
+        axes[0, 1].set(xlabel="epoch", ylabel="learning rate", yscale="log", title="Learning rate (log scale)")
         axes[0, 1].legend()
         colors = ["skyblue", "lightcoral", "lightgreen", "khaki"][: len(names)]
-        axes[1, 0].bar(names, rmses, color=colors, edgecolor="black")
-        axes[1, 0].axhline(OLS_RMSE, color="black", ls="--", lw=1, label=f"OLS {OLS_RMSE:.4f}")
-        low = min([x for x in rmses if math.isfinite(x)] + [OLS_RMSE])
-        axes[1, 0].set(ylabel="test RMSE", title="Test RMSE", ylim=(low - 0.01, max(rmses + [low]) + 0.01))
+        scale = bar_chart(axes[1, 0], names, rmses, colors, fmt=lambda v: num(v, 4), reference=(OLS_RMSE, f"OLS {OLS_RMSE:.4f}"))
+        axes[1, 0].set(ylabel="test RMSE", title="Test RMSE" + (f" ({scale} scale)" if scale != "linear" else ""))
         axes[1, 0].legend()
-        axes[1, 1].bar(names, reds, color=colors, edgecolor="black")
-        axes[1, 1].set(ylabel=f"(L_0 − L_{window - 1}) / L_0", title=f"Loss reduction, first {window} epochs")
+        scale = bar_chart(axes[1, 1], names, reds, colors, fmt=lambda v: num(v, 3))
+        axes[1, 1].axhline(0, color="black", lw=0.8)
+        axes[1, 1].set(ylabel=f"(L_0 − L_{window - 1}) / L_0", title=f"Loss reduction, first {window} epochs"
+                       + (f" ({scale} scale; negative: the loss grew)" if scale != "linear" else ""))  # fmt: skip
         for ax in axes[1]:
             ax.tick_params(axis="x", labelsize=8)
         fig.tight_layout()
-        return self.figure(fig, "four_panel", "Seed 001's four panels: loss, LR (log scale), test RMSE, early loss reduction")
+        return self.figure(fig, "four_panel", "Seed 001's four panels: loss, LR (log scale), test RMSE, early loss reduction; "
+                           "each bar carries its value, and a scale that spans decades is logarithmic")  # fmt: skip

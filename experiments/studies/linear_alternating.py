@@ -166,13 +166,15 @@ class LinearAlternatingStudy(Study):
     def _figure(self, rows: dict[str, list[RunResult]], h: float, eta: float):  # -> Figure
         import matplotlib.pyplot as plt
 
+        from experiments.figures import plot_series
+
         fig, ax = plt.subplots(figsize=(7, 4))
         for row, rs in rows.items():
             r = next((r for r in rs if r.ok), None)
             if r is None:
                 continue
             loss = r.history["train/loss"]
-            ax.plot(range(len(loss)), loss, label=f"{row} (seed {r.run.name.rsplit('seed', 1)[-1]})")
+            plot_series(ax, loss, label=f"{row} (seed {r.run.name.rsplit('seed', 1)[-1]})")
         first = next((r for rs in rows.values() for r in rs if r.ok and r.run.row == "alternating"), None)
         if first is not None:
             l0, n = first.history["train/loss"][0], len(first.history["train/loss"])

@@ -74,11 +74,11 @@ def lr_train_command(overrides: Sequence[str]) -> str:
 
 def compose_configs(overrides: Sequence[Sequence[str]]) -> list[DictConfig]:
     """Composes ``conf/train.yaml`` once per override list (typos fail here, before any training)."""
-    from hydra import compose, initialize_config_dir
+    from hydra import compose, initialize_config_module
 
-    from experiments.train import CONFIG_DIR
+    from experiments.train import CONFIG_MODULE
 
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
         return [compose("train", overrides=list(o)) for o in overrides]
 
 

@@ -210,7 +210,9 @@ class TutorialStudy(Study):
         ax.set(xlabel="learning rate (log scale)", ylabel="training loss (MSE)", title="LR range test, housing linear model, SGD batch 32")
         finite = [v for v in r.history["finder/smoothed"] if math.isfinite(v)]
         if finite:
-            ax.set_ylim(0, min(max(finite), 5 * min(finite)) * 1.1)
+            top = min(max(finite), 5 * min(finite)) * 1.1
+            ax.set_ylim(0, top)
+            _mark_off_scale(ax, r.history["finder/lrs"], r.history["finder/losses"], top)
         ax.legend()
         fig.tight_layout()
         below = sug < bound if math.isfinite(sug) else None
@@ -270,7 +272,7 @@ class TutorialStudy(Study):
         for e in expected:
             ax.axvline(e, color="grey", ls=":", lw=0.8)
         ax.set(xlabel="epoch", ylabel="learning rate", title=f"Cosine annealing with warm restarts (T_0={T_0}, T_mult={T_MULT})")
-        ax.legend()
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2, fontsize=8)  # below the axes, off the curve
         fig.tight_layout()
         rows_ = [
             ["restart epochs", ", ".join(map(str, expected)) + " (periods 10, 20, 40)", ", ".join(map(str, restarts)), verdict(restarts == expected)],
@@ -327,3 +329,16 @@ class TutorialStudy(Study):
             [],
             text,
         )
+
+
+def _mark_off_scale(ax: Any, lrs: list[float], losses: list[float], top: float) -> None:
+    """Where the loss leaves the clipped y range (or stops being finite), an arrow at the top says how far it went."""
+    beyond = [i for i, v in enumerate(losses) if not (math.isfinite(v) and v <= top)]
+    if not beyond:
+        return
+    i = beyond[0]
+    finite = [v for v in losses[i:] if math.isfinite(v)]
+    peak = f"up to {num(max(finite), 3)}" if finite else "not finite"
+    ax.annotate(f"loss off the scale from lr {num(lrs[i], 3)}: {peak}", (lrs[i], top), xytext=(-10, -28),
+                textcoords="offset points", ha="right", fontsize=8, color="darkred",
+                arrowprops={"arrowstyle": "->", "color": "darkred"})  # fmt: skip

@@ -125,12 +125,14 @@ class XORAlternatingStudy(Study):
     def _figure(self, rows: dict[str, list[RunResult]]):  # -> Figure
         import matplotlib.pyplot as plt
 
+        from experiments.figures import plot_series
+
         fig, ax = plt.subplots(figsize=(7, 4))
         colors = {"alternating": "tab:red", "positive": "tab:blue"}
         for row, rs in rows.items():
             for i, r in enumerate(x for x in rs if x.ok):
                 loss = r.history.get("train/loss", [])
-                ax.plot(range(len(loss)), loss, color=colors.get(row), alpha=0.6, lw=1, label=row if i == 0 else None)
+                plot_series(ax, loss, color=colors.get(row), alpha=0.6, lw=1, label=row if i == 0 else None)
         ax.axhline(CHANCE, color="grey", ls=":", label="ln 2 (chance)")
         ax.set(xlabel="epoch", ylabel="epoch training loss (BCE)", yscale="log", title="XOR: alternating ±1.0 vs positive 1.0")
         ax.legend()

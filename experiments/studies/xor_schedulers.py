@@ -180,6 +180,8 @@ class XORSchedulersStudy(Study):
     def _figure(self, rows: dict[str, list[RunResult]]):  # -> Figure
         import matplotlib.pyplot as plt
 
+        from experiments.figures import plot_series
+
         width = self.params["hidden_dim"]
         fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
         for name in SCHEDULES:
@@ -189,10 +191,9 @@ class XORSchedulersStudy(Study):
             line = None
             for r in rs:
                 loss = r.history.get("train/loss", [])
-                line = axes[0].plot(loss, color=line[0].get_color() if line else None, alpha=0.5, lw=1,
-                                    label=None if line else name)
-            lr = rs[0].history.get("lr", [])
-            axes[1].plot(lr, label=name)
+                line = plot_series(axes[0], loss, color=line.get_color() if line else None, alpha=0.5, lw=1,
+                                   label=None if line else name)  # fmt: skip
+            plot_series(axes[1], rs[0].history.get("lr", []), label=name)
         axes[0].axhline(0.1, color="grey", ls=":", label="loss 0.1")
         axes[0].set(yscale="log", xlabel="epoch", ylabel="training loss (BCE)", title=f"XOR 2-{width}-1, one line per seed")
         axes[1].set(yscale="log", xlabel="epoch", ylabel="learning rate", title="Schedules")

@@ -1,0 +1,1 @@
+"""The configs of ``lr-reproduce``: ``reproduce.yaml`` and its profiles, ``pkg://experiments.conf.reproduce``."""
