@@ -165,6 +165,12 @@ class CosineWarmRestarts(_ClosedFormSchedule):
         return trainer.current_epoch + (batch_idx // trainer.accumulate_grad_batches) / steps_per_epoch
 
     @override
+    def _time_of_step(self, step: int, steps_per_epoch: int) -> float:
+        if self.interval == "epoch":
+            return float(step // steps_per_epoch)
+        return step // steps_per_epoch + (step % steps_per_epoch) / steps_per_epoch
+
+    @override
     def scheduled_lr(self, base_lr: float, optimizer_idx: int, group_idx: int, n_groups: int) -> float:
         return schedules.cosine_warm_restarts(self._t, base_lr, self.T_0, self.T_mult, self.eta_min)
 
@@ -249,7 +255,8 @@ class OneCycle(_ClosedFormSchedule):
         max_lr: Peak LR: one value, one per param group, or ``None`` for each group's own base LR
             (so a suggestion applied by :class:`~lr_callbacks.LRFinder` becomes the peak).
         total_steps: Length of the cycle in units of ``interval``; ``None`` means the trainer's
-            ``estimated_stepping_batches`` (``"step"``) or ``max_epochs`` (``"epoch"``). Past it the final LR holds.
+            ``estimated_stepping_batches`` (``"step"``) or ``max_epochs`` (``"epoch"``), read when training
+            starts. Past it the final LR holds.
         pct_start: Fraction of the cycle spent increasing, in ``(0, 1)``.
         anneal_strategy: ``"cos"`` or ``"linear"``.
         div_factor: ``initial_lr = max_lr / div_factor``.
@@ -292,6 +299,8 @@ class OneCycle(_ClosedFormSchedule):
         self.final_div_factor = check_number("final_div_factor", final_div_factor, gt=0)
         self.three_phase = bool(three_phase)
         self._total = self.total_steps
+        if self.total_steps is not None:
+            self._check_warmup(self.total_steps)
 
     def _identity(self) -> dict[str, Any]:
         return {
@@ -306,8 +315,7 @@ class OneCycle(_ClosedFormSchedule):
         }
 
     @override
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        super().on_fit_start(trainer, pl_module)
+    def _prepare(self, trainer: pl.Trainer) -> None:
         if self.total_steps is None:
             estimate = trainer.estimated_stepping_batches if self.interval == "step" else trainer.max_epochs
             if estimate is None or estimate == float("inf") or estimate < 2:
@@ -316,16 +324,20 @@ class OneCycle(_ClosedFormSchedule):
                     f"(got {estimate!r}); set `total_steps` or the trainer's `max_epochs`/`max_steps`."
                 )
             self._total = int(estimate)
-        if self.pct_start * self._total <= 1:
+            self._check_warmup(self._total)
+
+    def _check_warmup(self, total: int) -> None:
+        if self.pct_start * total <= 1:
             raise ValueError(
-                f"`pct_start`={self.pct_start} of {self._total} {self.interval}s leaves no warm-up phase; "
+                f"`pct_start`={self.pct_start} of {total} {self.interval}s leaves no warm-up phase; "
                 "raise `pct_start` or `total_steps`."
             )
 
     @override
     def scheduled_lr(self, base_lr: float, optimizer_idx: int, group_idx: int, n_groups: int) -> float:
         peak = base_lr if self.max_lr is None else per_group("max_lr", self.max_lr, n_groups)[group_idx]
-        assert self._total is not None
+        if self._total is None:
+            raise RuntimeError("OneCycle(total_steps=None) learns its length when training starts; none yet.")
         return schedules.one_cycle(
             self._t,
             peak,
