@@ -47,6 +47,9 @@ class Case:
     torch: TorchFactory | None = None
     factor: Callable[[float], float] | None = None
 
+    def __str__(self) -> str:
+        return self.id
+
     def fractional(self, interval: str) -> bool:
         return interval == "step" and self.id.startswith("sgdr")
 
