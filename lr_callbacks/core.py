@@ -62,6 +62,7 @@ class LRContributor(Callback):
     INTERVALS = INTERVALS
     # Whether the contribution is a function of ``t`` (then a "step" interval rewrites the LR every step).
     _time_driven: bool = True
+    _plan: LRPlan | None = None
 
     def __init__(self, interval: str = "epoch") -> None:
         self.interval = check_choice("interval", interval, INTERVALS)
@@ -112,16 +113,23 @@ class LRContributor(Callback):
         capture_base_lrs(trainer)
         # Built anew at the first write of this fit, after the checkpoint is restored.
         _PLANS.pop(trainer, None)
+        self._plan = None
+
+    def _current_plan(self, trainer: pl.Trainer) -> LRPlan:
+        plan = self._plan
+        if plan is None or not plan.is_current(trainer):
+            plan = lr_plan(trainer)
+        return plan
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Also after a mid-epoch resume, where Lightning does not call `on_train_epoch_start`.
         if self.interval == "epoch":
             self._set_time(float(trainer.current_epoch))
-        plan = lr_plan(trainer)
+        plan = self._current_plan(trainer)
         # With a step clock the first batch writes; the step clock is not restored before then.
         if plan.last is self and not plan.writes_each_step:
-            apply_lr(trainer)
+            plan.write(trainer.optimizers)
 
     @override
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -129,8 +137,9 @@ class LRContributor(Callback):
             self._advance(trainer, float(trainer.current_epoch))
         elif self._time_driven:
             self._set_time(self._time(trainer, 0))
-        if lr_plan(trainer).last is self:
-            apply_lr(trainer)
+        plan = self._current_plan(trainer)
+        if plan.last is self:
+            plan.write(trainer.optimizers)
 
     @override
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
@@ -138,11 +147,13 @@ class LRContributor(Callback):
             return  # inside an accumulation window: same step, same LR
         if self.interval == "step" and self._time_driven:
             self._advance(trainer, self._time(trainer, batch_idx))
-        plan = lr_plan(trainer)
+        plan = self._plan
+        if plan is None or plan.callbacks is not trainer.callbacks or plan.n_callbacks != len(trainer.callbacks):
+            plan = lr_plan(trainer)
         if plan.last is self:
             if plan.writes_each_step:
-                apply_lr(trainer)
-            if should_log(trainer):
+                plan.write(trainer.optimizers)
+            if trainer.loggers and should_log(trainer):
                 log_metrics(trainer, current_lrs(trainer))
 
 
@@ -184,14 +195,14 @@ class TimeModifier(Modifier):
 
     @override
     def _set_time(self, t: float) -> None:
-        super()._set_time(t)
+        self._t = t
         self._factor = self.factor(t)
 
     @override
     def _advance(self, trainer: pl.Trainer, t: float) -> None:
-        super()._advance(trainer, t)
-        if self.interval == "epoch" or should_log(trainer):
-            log_metrics(trainer, {self.LOG_NAME: self.lr_factor(0, 0)})
+        self._set_time(t)
+        if trainer.loggers and (self.interval == "epoch" or should_log(trainer)):
+            log_metrics(trainer, {self.LOG_NAME: self._factor})
 
 
 # --- the rule ----------------------------------------------------------------------------------------
@@ -263,6 +274,27 @@ class LRPlan:
     n_callbacks: int = field(repr=False)
     names: dict[tuple, list[list[str]]] = field(default_factory=dict, repr=False)
 
+    def is_current(self, trainer: pl.Trainer) -> bool:
+        """Whether the trainer still has the callbacks this plan was built from."""
+        callbacks = trainer.callbacks
+        return self.callbacks is callbacks and self.n_callbacks == len(callbacks)
+
+    def write(self, optimizers: Sequence[Optimizer]) -> None:
+        """Write the rule into every param group; the arithmetic of :func:`compute_lrs`, inlined."""
+        schedule, modifiers = self.schedule, self.modifiers
+        for i, optimizer in enumerate(optimizers):
+            groups = optimizer.param_groups
+            n = len(groups)
+            for g, group in enumerate(groups):
+                lr = group.get("initial_lr")
+                if lr is None:
+                    lr = group["initial_lr"] = group["lr"]
+                if schedule is not None:
+                    lr = schedule.scheduled_lr(lr, i, g, n)
+                for modifier in modifiers:
+                    lr *= modifier.lr_factor(i, g)
+                group["lr"] = lr
+
 
 _PLANS: weakref.WeakKeyDictionary[pl.Trainer, LRPlan] = weakref.WeakKeyDictionary()
 
@@ -273,8 +305,8 @@ def lr_plan(trainer: pl.Trainer) -> LRPlan:
     Building it calls each contributor's ``_prepare``.
     """
     plan = _PLANS.get(trainer)
-    callbacks = trainer.callbacks
-    if plan is None or plan.callbacks is not callbacks or plan.n_callbacks != len(callbacks):
+    if plan is None or not plan.is_current(trainer):
+        callbacks = trainer.callbacks
         contributors = tuple(cb for cb in callbacks if isinstance(cb, LRContributor))
         schedule = next((cb for cb in contributors if isinstance(cb, Schedule)), None)
         modifiers = tuple(canonical_order([cb for cb in contributors if isinstance(cb, Modifier)]))
@@ -288,6 +320,7 @@ def lr_plan(trainer: pl.Trainer) -> LRPlan:
             n_callbacks=len(callbacks),
         )
         for contributor in contributors:
+            contributor._plan = plan
             contributor._prepare(trainer)
     return plan
 
@@ -339,16 +372,7 @@ def apply_lr(trainer: pl.Trainer) -> None:
 
     The same arithmetic as :func:`compute_lrs`, with the contributors of :func:`lr_plan`.
     """
-    plan = lr_plan(trainer)
-    schedule, modifiers = plan.schedule, plan.modifiers
-    for i, optimizer in enumerate(trainer.optimizers):
-        groups = optimizer.param_groups
-        n = len(groups)
-        for g, group in enumerate(groups):
-            base = group.get("initial_lr")
-            if base is None:
-                base = group["initial_lr"] = group["lr"]
-            group["lr"] = _rule(schedule, modifiers, base, i, g, n)
+    lr_plan(trainer).write(trainer.optimizers)
 
 
 # --- time and logging --------------------------------------------------------------------------------
