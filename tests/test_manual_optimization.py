@@ -118,9 +118,40 @@ def test_lrs_are_logged_as_lightning_learning_rate_monitor_logs_them(module: typ
     assert [logs[k][0][first] for k in range(n)] == monitor.lrs[first]
 
 
-def test_spike_reads_the_training_step_return_value_under_two_optimizers() -> None:
-    """The returned loss (D + G) jumps 50-fold in epoch 1: both optimizers' groups run at half LR after it."""
-    recorder, _ = _fit(TinyGAN(loss_scale={1: 50.0}), [SpikeAdaptiveLR()])
+class _ManualSpiky(ManualRegression):
+    """Returns (and logs) the loss 50x in epoch 1; the optimization itself is unchanged."""
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = super().training_step(batch, batch_idx) * (50.0 if self.current_epoch == 1 else 1.0)
+        self.log("scaled_loss", loss, on_step=False, on_epoch=True)
+        return loss
+
+
+SPIKES = {
+    # SpikeAdaptiveLR reads training_step's return value, or a logged metric through `monitor`.
+    "two-optimizers-return": (lambda: TinyGAN(loss_scale={1: 50.0}), lambda: SpikeAdaptiveLR()),
+    "two-optimizers-monitor": (lambda: TinyGAN(loss_scale={1: 50.0}), lambda: SpikeAdaptiveLR(monitor="g_loss_epoch")),
+    "two-optimizers-rollback": (lambda: TinyGAN(loss_scale={1: 50.0}), lambda: SpikeAdaptiveLR(rollback=True)),
+    "manual-return": (_ManualSpiky, lambda: SpikeAdaptiveLR()),
+    "manual-monitor": (_ManualSpiky, lambda: SpikeAdaptiveLR(monitor="scaled_loss")),
+}
+
+
+@pytest.mark.parametrize("case", list(SPIKES))
+def test_spike_reads_its_loss_under_manual_optimization(case: str) -> None:
+    """The loss jumps 50-fold in epoch 1: every group of every optimizer runs at half LR from epoch 2."""
+    make_module, make_spike = SPIKES[case]
+    module, spike = make_module(), make_spike()
+    recorder, trainer = _fit(module, [spike])
     halve = [1.0] * (2 * BATCHES) + [0.5] * BATCHES
+    for opt, bases in enumerate([g["initial_lr"] for g in o.param_groups] for o in trainer.optimizers):
+        assert recorder.lrs[opt] == [[b * h for b in bases] for h in halve]
+    assert spike.spikes == [1]
+
+
+def test_step_level_spike_under_two_optimizers() -> None:
+    """Checked after every training step: the first 50x batch (batch 5) spikes, the LR halves from batch 6."""
+    recorder, _ = _fit(TinyGAN(loss_scale={1: 50.0}), [SpikeAdaptiveLR(interval="step")])
+    halve = [1.0] * 6 + [0.5] * (EPOCHS * BATCHES - 6)
     assert recorder.lrs[0] == [[G_LR * h] for h in halve]
     assert recorder.lrs[1] == [[lr * h for lr in D_LRS] for h in halve]

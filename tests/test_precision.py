@@ -149,3 +149,10 @@ def test_cuda_16_mixed_skipped_step_still_advances_a_step_schedule(schedule: str
     recorder, trainer = _fit(module, make(), max_epochs=2, accelerator="gpu", devices=1, plugins=[plugin])
     _assert_skip_counts_as_a_step(recorder, module, trainer, factor)
     assert scaler.get_scale() == 2.0**3
+
+
+def test_bf16_mixed_spike_rollback_with_two_optimizers() -> None:
+    recorder, _ = _fit(TinyGAN(loss_scale={1: 50.0}), [SpikeAdaptiveLR(rollback=True)], precision="bf16-mixed")
+    halve = [1.0] * (2 * BATCHES) + [0.5] * BATCHES
+    assert recorder.lrs[0] == [[G_LR * h] for h in halve]
+    assert recorder.lrs[1] == [[lr * h for lr in D_LRS] for h in halve]
