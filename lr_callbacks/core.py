@@ -57,6 +57,13 @@ class LRContributor(Callback):
 
     Raises:
         ValueError: If ``interval`` is not one of :attr:`INTERVALS`.
+
+    Example::
+
+        >>> from lr_callbacks import StepDecay
+        >>> per_epoch = StepDecay(step_size=2, interval="epoch")  # t of training steps 0, 3, 4, 9 at 4 per epoch
+        >>> [per_epoch._time_of_step(k, steps_per_epoch=4) for k in (0, 3, 4, 9)]
+        [0.0, 0.0, 1.0, 2.0]
     """
 
     INTERVALS = INTERVALS
@@ -90,7 +97,8 @@ class LRContributor(Callback):
         return float(step)
 
     def _set_time(self, t: float) -> None:
-        """Move the contribution to time ``t``, without side effects; subclasses extend this."""
+        """Move the contribution to time ``t``, without side effects (the only way to move ``t``, as
+        subclasses cache what depends on it); subclasses extend this."""
         self._t = t
 
     def _advance(self, trainer: pl.Trainer, t: float) -> None:
@@ -158,7 +166,18 @@ class LRContributor(Callback):
 
 
 class Schedule(LRContributor):
-    """A callback that decides ``scheduled_g``, the LR before modifiers. At most one per trainer."""
+    """A callback that decides ``scheduled_g``, the LR before modifiers. At most one per trainer.
+
+    Example::
+
+        >>> class Halving(Schedule):
+        ...     def scheduled_lr(self, base_lr, optimizer_idx, group_idx, n_groups):
+        ...         return base_lr * 0.5 ** int(self._t)
+        >>> schedule = Halving(interval="epoch")
+        >>> schedule._set_time(2.0)
+        >>> schedule.scheduled_lr(0.1, optimizer_idx=0, group_idx=0, n_groups=1)
+        0.025
+    """
 
     def scheduled_lr(self, base_lr: float, optimizer_idx: int, group_idx: int, n_groups: int) -> float:
         """The scheduled LR of one param group at the current ``t``, from its base LR."""
@@ -166,7 +185,10 @@ class Schedule(LRContributor):
 
 
 class Modifier(LRContributor):
-    """A callback that multiplies the scheduled LR by a factor."""
+    """A callback that multiplies the scheduled LR by a factor, possibly a different one per param group.
+
+    Data-driven modifiers set ``_time_driven = False`` and call :func:`apply_lr` when their factor changes.
+    """
 
     def lr_factor(self, optimizer_idx: int, group_idx: int) -> float:
         """The factor for one param group at the current ``t``."""
@@ -178,6 +200,17 @@ class TimeModifier(Modifier):
 
     Subclasses implement :meth:`factor`; it is evaluated once per ``t`` and logged under :attr:`LOG_NAME`
     at each epoch start (``interval="epoch"``) or at the trainer's logging cadence (``interval="step"``).
+
+    Example::
+
+        >>> class Brake(TimeModifier):
+        ...     LOG_NAME = "brake"
+        ...     def factor(self, t):
+        ...         return 0.1 if t >= 100 else 1.0
+        >>> brake = Brake(interval="step")
+        >>> brake._set_time(120.0)
+        >>> brake.lr_factor(optimizer_idx=0, group_idx=0)
+        0.1
     """
 
     LOG_NAME = "factor"

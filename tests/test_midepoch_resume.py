@@ -196,3 +196,37 @@ def test_a_plain_dataloader_resumed_mid_epoch_is_not_resumable(tmp_path: Path) -
     _fit(lambda: [], _regression, tmp_path / "full", train_loader=plain, save_every={"every_n_train_steps": 7})
     _, _, messages, _ = _fit(lambda: [], _regression, tmp_path / "r", ckpt_path=tmp_path / "full" / "step=7.ckpt", train_loader=plain)
     assert [m for m in messages if NOT_RESUMABLE in m]
+
+
+def test_a_harness_task_and_datamodule_resume_mid_epoch_exactly(tmp_path: Path) -> None:
+    """The experiment suite's own pieces: linear regression on a shuffled ``LinearDataModule``, validated each
+    epoch, with a schedule, two modifiers and a plateau on the validation loss."""
+    from functools import partial
+
+    from experiments.data import LinearDataModule
+    from experiments.tasks import LinearRegressionTask
+
+    def fit(ckpt_dir: Path, ckpt_path: Path | None = None) -> tuple[PerOptimizerLRs, Any, list[str]]:
+        torch.manual_seed(0)
+        task = LinearRegressionTask(optimizer=partial(torch.optim.SGD, lr=0.05, momentum=0.9))
+        data = LinearDataModule(n=N, noise=0.3, batch_size=BATCH, eval_batch_size=16, n_eval=16, seed=5)
+        recorder = PerOptimizerLRs()
+        callbacks = [
+            CosineAnnealing(T_max=25, interval="step"),
+            Warmup(4),
+            SignAlternation(interval="step", period=3, negative_scale=0.3),
+            recorder,
+            ModelCheckpoint(ckpt_dir, filename="{step}", save_top_k=-1, every_n_train_steps=7),
+        ]
+        trainer = tiny_trainer(callbacks, max_epochs=EPOCHS, enable_checkpointing=True, limit_val_batches=1.0)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            trainer.fit(task, datamodule=data, ckpt_path=ckpt_path)
+        return recorder, task, [str(w.message) for w in caught]
+
+    full, full_task, _ = fit(tmp_path / "full")
+    resumed, task, messages = fit(tmp_path / "resumed", tmp_path / "full" / "step=7.ckpt")
+    assert not [m for m in messages if NOT_RESUMABLE in m]
+    assert resumed.lrs[0] == full.lrs[0][7:]
+    for a, b in zip(full_task.parameters(), task.parameters(), strict=True):
+        assert torch.equal(a, b)
