@@ -113,18 +113,19 @@ def one_cycle(
     initial = max_lr / div_factor
     final = initial / final_div_factor
     warm_end = float(pct_start * total_steps) - 1
-    if three_phase:
-        phases = [(warm_end, initial, max_lr), (2 * warm_end, max_lr, initial), (total_steps - 1, initial, final)]
+    last = total_steps - 1
+    t = min(t, last)
+    # torch's phases: (end step, start LR, end LR), a phase taken while t <= its end step.
+    if t <= warm_end:
+        start_step, end_step, start_lr, end_lr = 0.0, warm_end, initial, max_lr
+    elif three_phase and t <= 2 * warm_end:
+        start_step, end_step, start_lr, end_lr = warm_end, 2 * warm_end, max_lr, initial
+    elif three_phase:
+        start_step, end_step, start_lr, end_lr = 2 * warm_end, last, initial, final
     else:
-        phases = [(warm_end, initial, max_lr), (total_steps - 1, max_lr, final)]
-    t = min(t, total_steps - 1)
-    start_step = 0.0
-    for i, (end_step, start_lr, end_lr) in enumerate(phases):
-        if t <= end_step or i == len(phases) - 1:
-            pct = (t - start_step) / (end_step - start_step)
-            if anneal_strategy == "cos":
-                # torch's `_annealing_cos`, operand for operand.
-                return end_lr + (start_lr - end_lr) / 2.0 * (math.cos(math.pi * pct) + 1)
-            return (end_lr - start_lr) * pct + start_lr
-        start_step = end_step
-    raise AssertionError("unreachable")
+        start_step, end_step, start_lr, end_lr = warm_end, last, max_lr, final
+    pct = (t - start_step) / (end_step - start_step)
+    if anneal_strategy == "cos":
+        # torch's `_annealing_cos`, operand for operand.
+        return end_lr + (start_lr - end_lr) / 2.0 * (math.cos(math.pi * pct) + 1)
+    return (end_lr - start_lr) * pct + start_lr
