@@ -84,6 +84,12 @@ class LRContributor(Callback):
     def state_key(self) -> str:
         return cached_state_key(self, self._identity)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The plan belongs to one fit of one trainer (and holds its callback list); a copy builds its own.
+        state = self.__dict__.copy()
+        state.pop("_plan", None)
+        return state
+
     # --- time ---------------------------------------------------------------------------------------
 
     def _time(self, trainer: pl.Trainer, batch_idx: int) -> float:

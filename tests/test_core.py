@@ -283,3 +283,15 @@ def test_the_lr_is_written_once_per_step_whatever_the_number_of_contributors(mon
     recorder, _ = _fit(callbacks, max_epochs=3, accumulate_grad_batches=2)
     assert len(recorder.lrs) == 12  # 3 epochs x 4 optimizer steps
     assert len(writes) == 12 + 3
+
+
+def test_a_fitted_callback_pickles_without_the_trainer_plan() -> None:
+    import pickle
+
+    callback = CosineAnnealing(T_max=10, interval="step")
+    _fit([callback, Warmup(3)])
+    assert callback._plan is not None
+    clone = pickle.loads(pickle.dumps(callback))
+    assert clone._plan is None and clone._t == callback._t
+    recorder, _ = _fit([clone])
+    assert recorder.lrs == _fit([CosineAnnealing(T_max=10, interval="step")])[0].lrs
