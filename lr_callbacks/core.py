@@ -19,8 +19,8 @@ many ``optimizer.step()`` calls that batch makes. It is the step Lightning gives
 
 **When the LR is written.** Every contributor moves to the current ``t`` in its hook; the last contributor
 in the trainer's callback list then writes once: at fit/epoch start and, when a contributor follows a
-step clock, before each training step. Data-driven contributors (plateau, spike) write again only when
-their decision changes.
+step clock, before each training step. Data-driven contributors (plateau, spike) write again after the
+checks that change their contribution.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class LRContributor(Callback):
     Example::
 
         >>> from lr_callbacks import StepDecay
-        >>> per_epoch = StepDecay(step_size=2, interval="epoch")  # t of training steps 0, 3, 4, 9 at 4 per epoch
+        >>> per_epoch = StepDecay(step_size=2, interval="epoch")  # 4 training steps per epoch
         >>> [per_epoch._time_of_step(k, steps_per_epoch=4) for k in (0, 3, 4, 9)]
         [0.0, 0.0, 1.0, 2.0]
     """
