@@ -289,7 +289,9 @@ def compute_lrs(
         [[0.04000000000000001, 0.008]]
     """
     ordered = canonical_order(modifiers)
-    return [[_rule(schedule, ordered, base, i, g, len(row)) for g, base in enumerate(row)] for i, row in enumerate(bases)]
+    return [
+        [_rule(schedule, ordered, base, i, g, len(row)) for g, base in enumerate(row)] for i, row in enumerate(bases)
+    ]
 
 
 @dataclass(eq=False)

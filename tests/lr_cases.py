@@ -92,7 +92,11 @@ def _linear_warmup(o: torch.optim.Optimizer, bases: list[float], total: int) -> 
 
 CASES: list[Case] = [
     Case("step-decay", lambda i: StepDecay(3, 0.5, interval=i), lambda o, b, n: torch_sched.StepLR(o, 3, 0.5)),
-    Case("exp-gamma", lambda i: ExponentialDecay(gamma=0.9, interval=i), lambda o, b, n: torch_sched.ExponentialLR(o, 0.9)),
+    Case(
+        "exp-gamma",
+        lambda i: ExponentialDecay(gamma=0.9, interval=i),
+        lambda o, b, n: torch_sched.ExponentialLR(o, 0.9),
+    ),
     Case(
         "exp-k",
         lambda i: ExponentialDecay(k=0.05, interval=i),

@@ -249,9 +249,19 @@ def _replay(callbacks: list, n_steps: int, steps_per_epoch: int, bases: tuple) -
 
 
 REPLAYS = {
-    "cosine-warmup-sign": lambda: [CosineAnnealing(T_max=40), Warmup(6, start_factor=0.3), SignAlternation(interval="step", period=5, negative_scale=0.3)],
-    "sgdr-step-sign-epoch": lambda: [CosineWarmRestarts(T_0=1, T_mult=2, interval="step"), SignAlternation(negative_scale=0.7)],
-    "onecycle-warmup-epoch": lambda: [OneCycle(max_lr=[0.3, 0.1], total_steps=30), Warmup(2, start_factor=0.5, interval="epoch", shape="cosine")],
+    "cosine-warmup-sign": lambda: [
+        CosineAnnealing(T_max=40),
+        Warmup(6, start_factor=0.3),
+        SignAlternation(interval="step", period=5, negative_scale=0.3),
+    ],
+    "sgdr-step-sign-epoch": lambda: [
+        CosineWarmRestarts(T_0=1, T_mult=2, interval="step"),
+        SignAlternation(negative_scale=0.7),
+    ],
+    "onecycle-warmup-epoch": lambda: [
+        OneCycle(max_lr=[0.3, 0.1], total_steps=30),
+        Warmup(2, start_factor=0.5, interval="epoch", shape="cosine"),
+    ],
     "modifiers-only": lambda: [Warmup(5, start_factor=0.1), SignAlternation(period=2)],
 }
 
@@ -279,7 +289,12 @@ def test_the_lr_is_written_once_per_step_whatever_the_number_of_contributors(mon
     writes = []
     original = LRPlan.write
     monkeypatch.setattr(LRPlan, "write", lambda plan, optimizers: writes.append(1) or original(plan, optimizers))
-    callbacks = [CosineAnnealing(T_max=40, interval="step"), Warmup(5), SignAlternation(interval="step"), SignAlternation(period=2)]
+    callbacks = [
+        CosineAnnealing(T_max=40, interval="step"),
+        Warmup(5),
+        SignAlternation(interval="step"),
+        SignAlternation(period=2),
+    ]
     recorder, _ = _fit(callbacks, max_epochs=3, accumulate_grad_batches=2)
     assert len(recorder.lrs) == 12  # 3 epochs x 4 optimizer steps
     assert len(writes) == 12 + 3

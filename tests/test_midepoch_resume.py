@@ -105,7 +105,9 @@ def test_two_optimizers_resume_mid_epoch_exactly(case: Case, interval: str, tmp_
 
 def test_resume_mid_epoch_under_gradient_accumulation(tmp_path: Path) -> None:
     """Accumulating 2 batches: 3 optimizer steps per 5-batch epoch; step 4 is inside epoch 1."""
-    callbacks = lambda: [CASES[CASE_IDS.index("sgdr")].make("step"), Warmup(5), SignAlternation(interval="step")]  # noqa: E731
+    def callbacks() -> list[Callback]:
+        return [CASES[CASE_IDS.index("sgdr")].make("step"), Warmup(5), SignAlternation(interval="step")]
+
     _assert_resumes_exactly(callbacks, _regression, tmp_path, global_step=4, steps_done=4, accumulate_grad_batches=2)
 
 
@@ -194,7 +196,8 @@ def test_a_plain_dataloader_resumed_mid_epoch_is_not_resumable(tmp_path: Path) -
     """The control for the absent warning above: Lightning warns for a loader without the protocol."""
     plain = lambda: DataLoader(regression_data(N), batch_size=BATCH)  # noqa: E731
     _fit(lambda: [], _regression, tmp_path / "full", train_loader=plain, save_every={"every_n_train_steps": 7})
-    _, _, messages, _ = _fit(lambda: [], _regression, tmp_path / "r", ckpt_path=tmp_path / "full" / "step=7.ckpt", train_loader=plain)
+    ckpt = tmp_path / "full" / "step=7.ckpt"
+    _, _, messages, _ = _fit(lambda: [], _regression, tmp_path / "r", ckpt_path=ckpt, train_loader=plain)
     assert [m for m in messages if NOT_RESUMABLE in m]
 
 

@@ -86,7 +86,8 @@ def test_bf16_mixed_spike_halves_after_the_spiking_epoch() -> None:
     recorder, _ = _fit(_Bumped(base_lrs=BASE_LRS), [SpikeAdaptiveLR(), SignAlternation()], precision="bf16-mixed")
     scale = [1.0, 1.0, 0.5]
     sign = [1.0, -1.0, 1.0]
-    assert recorder.lrs[0] == [[b * scale[k // BATCHES] * sign[k // BATCHES] for b in BASE_LRS] for k in range(EPOCHS * BATCHES)]
+    epochs = [k // BATCHES for k in range(EPOCHS * BATCHES)]
+    assert recorder.lrs[0] == [[b * scale[e] * sign[e] for b in BASE_LRS] for e in epochs]
     assert recorder.lr_types == {float}
 
 

@@ -239,7 +239,8 @@ def test_trainer_restarts_where_torch_chained_step_does(T_0: int, T_mult: int, e
     torch.manual_seed(0)
     recorder = LRRecorder()
     callback = CosineWarmRestarts(T_0=T_0, T_mult=T_mult, eta_min=1e-3)
-    tiny_trainer([callback, recorder], max_epochs=epochs).fit(TinyRegression(base_lrs=(0.1,)), loader(n=8, batch_size=8))
+    trainer = tiny_trainer([callback, recorder], max_epochs=epochs)
+    trainer.fit(TinyRegression(base_lrs=(0.1,)), loader(n=8, batch_size=8))
     assert [row[0] for row in recorder.lrs] == _chained_warm_restarts(T_0, T_mult, 1e-3, epochs)
 
 

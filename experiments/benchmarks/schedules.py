@@ -254,10 +254,12 @@ def run(args: argparse.Namespace) -> None:
     bare = res["bare Lightning"]["step"]
     print(
         f"Linear 8->1, SGD, batch {BATCH_SIZE}, {meta['steps']:.0f} steps ({EPOCHS} epochs), "
-        f"{meta['repeats']:.0f} interleaved repeats, medians; timer cost {meta['timer_ns']:.0f} ns per hook call, subtracted; "
-        f"calls over {HookTimer.CLIP}x their hook's median counted at {HookTimer.CLIP}x"
+        f"{meta['repeats']:.0f} interleaved repeats, medians;\ntimer cost {meta['timer_ns']:.0f} ns per hook call, "
+        f"subtracted; calls over {HookTimer.CLIP}x their hook's median counted at {HookTimer.CLIP}x"
     )
-    header = f"{'configuration':<30}{'step us':>9}{'vs empty':>10}  {'compared with':<26}{'hooks us':>9}{'hooks/bare':>11}"
+    header = (
+        f"{'configuration':<30}{'step us':>9}{'vs empty':>10}  {'compared with':<26}{'hooks us':>9}{'hooks/bare':>11}"
+    )
     print(header)
     print("-" * len(header))
     for name, figures in res.items():
