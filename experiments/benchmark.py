@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 #: suite name -> what it measures; the suite is the module ``experiments.benchmarks.<name>`` with ``run(args)``
 SUITES = {
-    "schedules": "per-step overhead of each schedule callback vs a bare Lightning step and a torch scheduler",
+    "schedules": "time in the LR callbacks' hooks per step, and whole-step ratios against empty callbacks",
     "finder": "LR finder cost and quality vs Lightning's LearningRateFinder",
     "harness": "housing-task throughput vs bare Lightning and plain PyTorch; index slicing vs DataLoader",
 }

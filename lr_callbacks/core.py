@@ -7,11 +7,27 @@ For every optimizer param group ``g``::
 ``scheduled_g`` comes from at most one :class:`Schedule` callback (the group's base LR ``initial_lr``
 when there is none). :class:`Modifier` callbacks contribute factors. The product is taken in a canonical
 order, so the result is bit-identical whatever order the callbacks were given to the ``Trainer``.
+
+:func:`compute_lrs` is the rule as a pure function of the contributors' current state; :func:`apply_lr`
+evaluates the same rule and writes it into the optimizers.
+
+**What ``t`` counts.** With ``interval="epoch"``, ``t`` is the epoch index. With ``interval="step"``, it
+is the training-step index of :func:`step_index`: one per optimizer step under automatic optimization
+(a gradient-accumulation window counts once), one per training batch under manual optimization, however
+many ``optimizer.step()`` calls that batch makes. It is the step Lightning gives loggers for
+``self.log`` and ``LearningRateMonitor`` and the unit of ``trainer.estimated_stepping_batches``.
+
+**When the LR is written.** Every contributor moves to the current ``t`` in its hook; the last contributor
+in the trainer's callback list then writes once: at fit/epoch start and, when a contributor follows a
+step clock, before each training step. Data-driven contributors (plateau, spike) write again after the
+checks that change their contribution.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import lightning.pytorch as pl
@@ -30,19 +46,30 @@ INTERVALS = ("epoch", "step")
 class LRContributor(Callback):
     """Base of every callback that takes part in the LR rule.
 
-    Subclasses keep their contribution for the current time ``t`` and call :func:`apply_lr` after
-    changing it. ``t`` is the epoch index (``interval="epoch"``, updated at epoch start) or the
-    optimizer-step index (``interval="step"``, updated before each batch, so gradient accumulation
-    windows share one value).
+    Subclasses keep their contribution for the current time ``t``. Time-driven ones (schedules, warmup,
+    sign) are moved by the base hooks; data-driven ones (``_time_driven = False``) change on their own
+    checks and call :func:`apply_lr` after changing. ``t`` is the epoch index (``interval="epoch"``, set at
+    epoch start) or the training-step index of :func:`step_index` (``interval="step"``, set before each
+    step, so gradient-accumulation windows share one value).
 
     Args:
         interval: ``"epoch"`` or ``"step"``.
 
     Raises:
         ValueError: If ``interval`` is not one of :attr:`INTERVALS`.
+
+    Example::
+
+        >>> from lr_callbacks import StepDecay
+        >>> per_epoch = StepDecay(step_size=2, interval="epoch")  # 4 training steps per epoch
+        >>> [per_epoch._time_of_step(k, steps_per_epoch=4) for k in (0, 3, 4, 9)]
+        [0.0, 0.0, 1.0, 2.0]
     """
 
     INTERVALS = INTERVALS
+    # Whether the contribution is a function of ``t`` (then a "step" interval rewrites the LR every step).
+    _time_driven: bool = True
+    _plan: LRPlan | None = None
 
     def __init__(self, interval: str = "epoch") -> None:
         self.interval = check_choice("interval", interval, INTERVALS)
@@ -57,42 +84,106 @@ class LRContributor(Callback):
     def state_key(self) -> str:
         return cached_state_key(self, self._identity)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The plan belongs to one fit of one trainer (and holds its callback list); a copy builds its own.
+        state = self.__dict__.copy()
+        state.pop("_plan", None)
+        return state
+
+    # --- time ---------------------------------------------------------------------------------------
+
     def _time(self, trainer: pl.Trainer, batch_idx: int) -> float:
         """The current ``t`` for a ``"step"`` interval; subclasses may return fractional epochs."""
-        return float(trainer.global_step)
+        return float(step_index(trainer))
+
+    def _time_of_step(self, step: int, steps_per_epoch: int) -> float:
+        """``t`` at training step ``step`` of a run with ``steps_per_epoch`` steps per epoch (no trainer needed)."""
+        if self.interval == "epoch":
+            return float(step // steps_per_epoch)
+        return float(step)
+
+    def _set_time(self, t: float) -> None:
+        """Move the contribution to time ``t``, without side effects (the only way to move ``t``, as
+        subclasses cache what depends on it); subclasses extend this."""
+        self._t = t
 
     def _advance(self, trainer: pl.Trainer, t: float) -> None:
-        """Move the contribution to time ``t``; subclasses extend this."""
-        self._t = t
+        """Move to time ``t`` during a fit; subclasses add side effects such as logging."""
+        self._set_time(t)
+
+    def _prepare(self, trainer: pl.Trainer) -> None:
+        """Read what the trainer knows only once training starts; called before each fit's first LR write.
+
+        It runs after the checkpoint is restored and the train dataloader is set up (reading
+        ``trainer.estimated_stepping_batches`` in ``on_fit_start`` would set the dataloader up before
+        Lightning restores its position, and a resumed run would start the epoch over).
+        """
+
+    # --- hooks --------------------------------------------------------------------------------------
 
     @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         check_lr_setup(trainer)
         capture_base_lrs(trainer)
+        # Built anew at the first write of this fit, after the checkpoint is restored.
+        _PLANS.pop(trainer, None)
+        self._plan = None
+
+    def _current_plan(self, trainer: pl.Trainer) -> LRPlan:
+        plan = self._plan
+        if plan is None or not plan.is_current(trainer):
+            plan = lr_plan(trainer)
+        return plan
+
+    @override
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Also after a mid-epoch resume, where Lightning does not call `on_train_epoch_start`.
+        if self.interval == "epoch":
+            self._set_time(float(trainer.current_epoch))
+        plan = self._current_plan(trainer)
+        # With a step clock the first batch writes; the step clock is not restored before then.
+        if plan.last is self and not plan.writes_each_step:
+            plan.write(trainer.optimizers)
 
     @override
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.interval == "epoch":
             self._advance(trainer, float(trainer.current_epoch))
-            apply_lr(trainer)
+        elif self._time_driven:
+            self._set_time(self._time(trainer, 0))
+        plan = self._current_plan(trainer)
+        if plan.last is self:
+            plan.write(trainer.optimizers)
 
     @override
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
-        if self.interval == "step":
+        if batch_idx % trainer.accumulate_grad_batches:
+            return  # inside an accumulation window: same step, same LR
+        if self.interval == "step" and self._time_driven:
             self._advance(trainer, self._time(trainer, batch_idx))
-            apply_lr(trainer)
-
-    @override
-    def on_before_optimizer_step(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Optimizer
-    ) -> None:
-        # One contributor logs the LRs, after every contributor has written for this step.
-        if lr_contributors(trainer)[0] is self and should_log(trainer):
-            log_metrics(trainer, current_lrs(trainer))
+        plan = self._plan
+        if plan is None or plan.callbacks is not trainer.callbacks or plan.n_callbacks != len(trainer.callbacks):
+            plan = lr_plan(trainer)
+        if plan.last is self:
+            if plan.writes_each_step:
+                plan.write(trainer.optimizers)
+            if trainer.loggers and should_log(trainer):
+                log_metrics(trainer, current_lrs(trainer))
 
 
 class Schedule(LRContributor):
-    """A callback that decides ``scheduled_g``, the LR before modifiers. At most one per optimizer."""
+    """A callback that decides ``scheduled_g``, the LR before modifiers. At most one per trainer.
+
+    Example::
+
+        >>> class Halving(Schedule):
+        ...     def scheduled_lr(self, base_lr, optimizer_idx, group_idx, n_groups):
+        ...         return base_lr * 0.5 ** int(self._t)
+        >>> schedule = Halving(interval="epoch")
+        >>> schedule._set_time(2.0)
+        >>> schedule.scheduled_lr(0.1, optimizer_idx=0, group_idx=0, n_groups=1)
+        0.025
+    """
 
     def scheduled_lr(self, base_lr: float, optimizer_idx: int, group_idx: int, n_groups: int) -> float:
         """The scheduled LR of one param group at the current ``t``, from its base LR."""
@@ -100,7 +191,10 @@ class Schedule(LRContributor):
 
 
 class Modifier(LRContributor):
-    """A callback that multiplies the scheduled LR by a factor."""
+    """A callback that multiplies the scheduled LR by a factor, possibly a different one per param group.
+
+    Data-driven modifiers set ``_time_driven = False`` and call :func:`apply_lr` when their factor changes.
+    """
 
     def lr_factor(self, optimizer_idx: int, group_idx: int) -> float:
         """The factor for one param group at the current ``t``."""
@@ -110,10 +204,23 @@ class Modifier(LRContributor):
 class TimeModifier(Modifier):
     """A modifier whose factor is a pure function of ``t``: it keeps no state and resumes exactly.
 
-    Subclasses implement :meth:`factor`; it is logged under :attr:`LOG_NAME` whenever it moves.
+    Subclasses implement :meth:`factor`; it is evaluated once per ``t`` and logged under :attr:`LOG_NAME`
+    at each epoch start (``interval="epoch"``) or at the trainer's logging cadence (``interval="step"``).
+
+    Example::
+
+        >>> class Brake(TimeModifier):
+        ...     LOG_NAME = "brake"
+        ...     def factor(self, t):
+        ...         return 0.1 if t >= 100 else 1.0
+        >>> brake = Brake(interval="step")
+        >>> brake._set_time(120.0)
+        >>> brake.lr_factor(optimizer_idx=0, group_idx=0)
+        0.1
     """
 
     LOG_NAME = "factor"
+    _factor: float | None = None
 
     def factor(self, t: float) -> float:
         """The factor at time ``t``, the same for every param group."""
@@ -121,13 +228,142 @@ class TimeModifier(Modifier):
 
     @override
     def lr_factor(self, optimizer_idx: int, group_idx: int) -> float:
-        return self.factor(self._t)
+        if self._factor is None:
+            self._factor = self.factor(self._t)
+        return self._factor
+
+    @override
+    def _set_time(self, t: float) -> None:
+        self._t = t
+        self._factor = self.factor(t)
 
     @override
     def _advance(self, trainer: pl.Trainer, t: float) -> None:
-        super()._advance(trainer, t)
-        if self.interval == "epoch" or should_log(trainer):
-            log_metrics(trainer, {self.LOG_NAME: self.factor(t)})
+        self._set_time(t)
+        if trainer.loggers and (self.interval == "epoch" or should_log(trainer)):
+            log_metrics(trainer, {self.LOG_NAME: self._factor})
+
+
+# --- the rule ----------------------------------------------------------------------------------------
+
+
+def canonical_order(modifiers: Sequence[Modifier]) -> list[Modifier]:
+    """``modifiers`` in the order their factors are multiplied: by class name, then state key.
+
+    A fixed order makes the floating-point product independent of the order the callbacks were given in.
+    """
+    return sorted(modifiers, key=lambda m: (type(m).__name__, m.state_key))
+
+
+def _rule(schedule: Schedule | None, modifiers: Sequence[Modifier], base: float, i: int, g: int, n: int) -> float:
+    lr = base if schedule is None else schedule.scheduled_lr(base, i, g, n)
+    for modifier in modifiers:
+        lr *= modifier.lr_factor(i, g)
+    return lr
+
+
+def compute_lrs(
+    bases: Sequence[Sequence[float]], schedule: Schedule | None = None, modifiers: Sequence[Modifier] = ()
+) -> list[list[float]]:
+    """The LR rule as a pure function: the LR of every group from its base LR and the contributors' state.
+
+    Each contributor is evaluated at its current ``t`` (move it with ``_set_time``). :func:`apply_lr`
+    computes exactly this during a fit, so a replay that moves the same contributors through the same
+    times gets the trainer's LRs to the bit.
+
+    Args:
+        bases: Base LR of each param group, one row per optimizer.
+        schedule: The schedule, or ``None`` to start from the base LRs.
+        modifiers: The modifiers, in any order.
+
+    Returns:
+        The LR of each param group, one row per optimizer.
+
+    Example::
+
+        >>> from lr_callbacks import StepDecay, Warmup
+        >>> decay, warmup = StepDecay(step_size=2, gamma=0.5), Warmup(duration=4, start_factor=0.2)
+        >>> for c in (decay, warmup):
+        ...     c._set_time(3.0)
+        >>> compute_lrs([[0.1, 0.02]], decay, [warmup])
+        [[0.04000000000000001, 0.008]]
+    """
+    ordered = canonical_order(modifiers)
+    return [
+        [_rule(schedule, ordered, base, i, g, len(row)) for g, base in enumerate(row)] for i, row in enumerate(bases)
+    ]
+
+
+@dataclass(eq=False)
+class LRPlan:
+    """What :func:`apply_lr` needs from a trainer's callbacks, worked out once per fit.
+
+    Attributes:
+        schedule: The trainer's schedule callback, if any.
+        modifiers: Its modifier callbacks in :func:`canonical_order`.
+        contributors: Every :class:`LRContributor`, in callback order.
+        last: The last contributor in callback order: it writes and logs after all others have moved.
+        writes_each_step: Whether some time-driven contributor follows the step clock.
+    """
+
+    schedule: Schedule | None
+    modifiers: tuple[Modifier, ...]
+    contributors: tuple[LRContributor, ...]
+    last: LRContributor | None
+    writes_each_step: bool
+    callbacks: list[Callback] = field(repr=False)
+    n_callbacks: int = field(repr=False)
+    names: dict[tuple, list[list[str]]] = field(default_factory=dict, repr=False)
+
+    def is_current(self, trainer: pl.Trainer) -> bool:
+        """Whether the trainer still has the callbacks this plan was built from."""
+        callbacks = trainer.callbacks
+        return self.callbacks is callbacks and self.n_callbacks == len(callbacks)
+
+    def write(self, optimizers: Sequence[Optimizer]) -> None:
+        """Write the rule into every param group; the arithmetic of :func:`compute_lrs`, inlined."""
+        schedule, modifiers = self.schedule, self.modifiers
+        for i, optimizer in enumerate(optimizers):
+            groups = optimizer.param_groups
+            n = len(groups)
+            for g, group in enumerate(groups):
+                lr = group.get("initial_lr")
+                if lr is None:
+                    lr = group["initial_lr"] = group["lr"]
+                if schedule is not None:
+                    lr = schedule.scheduled_lr(lr, i, g, n)
+                for modifier in modifiers:
+                    lr *= modifier.lr_factor(i, g)
+                group["lr"] = lr
+
+
+_PLANS: weakref.WeakKeyDictionary[pl.Trainer, LRPlan] = weakref.WeakKeyDictionary()
+
+
+def lr_plan(trainer: pl.Trainer) -> LRPlan:
+    """The trainer's :class:`LRPlan`, built on first use in a fit and again if its callback list changes.
+
+    Building it calls each contributor's ``_prepare``.
+    """
+    plan = _PLANS.get(trainer)
+    if plan is None or not plan.is_current(trainer):
+        callbacks = trainer.callbacks
+        contributors = tuple(cb for cb in callbacks if isinstance(cb, LRContributor))
+        schedule = next((cb for cb in contributors if isinstance(cb, Schedule)), None)
+        modifiers = tuple(canonical_order([cb for cb in contributors if isinstance(cb, Modifier)]))
+        plan = _PLANS[trainer] = LRPlan(
+            schedule=schedule,
+            modifiers=modifiers,
+            contributors=contributors,
+            last=contributors[-1] if contributors else None,
+            writes_each_step=any(c.interval == "step" and c._time_driven for c in contributors),
+            callbacks=callbacks,
+            n_callbacks=len(callbacks),
+        )
+        for contributor in contributors:
+            contributor._plan = plan
+            contributor._prepare(trainer)
+    return plan
 
 
 def cached_state_key(callback: Callback, identity: Callable[[], dict[str, Any]]) -> str:
@@ -139,19 +375,8 @@ def cached_state_key(callback: Callback, identity: Callable[[], dict[str, Any]])
 
 
 def lr_contributors(trainer: pl.Trainer) -> list[LRContributor]:
+    """Every :class:`LRContributor` among the trainer's callbacks, in callback order."""
     return [cb for cb in trainer.callbacks if isinstance(cb, LRContributor)]
-
-
-def _split(trainer: pl.Trainer) -> tuple[Schedule | None, list[Modifier]]:
-    schedules, modifiers = [], []
-    for cb in trainer.callbacks:
-        if isinstance(cb, Schedule):
-            schedules.append(cb)
-        elif isinstance(cb, Modifier):
-            modifiers.append(cb)
-    # A canonical order makes the floating-point product independent of the callback order.
-    modifiers.sort(key=lambda m: (type(m).__name__, m.state_key))
-    return (schedules[0] if schedules else None), modifiers
 
 
 def check_lr_setup(trainer: pl.Trainer) -> None:
@@ -184,16 +409,26 @@ def capture_base_lrs(trainer: pl.Trainer) -> None:
 
 
 def apply_lr(trainer: pl.Trainer) -> None:
-    """Write ``lr_g = scheduled_g * prod(modifier factors)`` into every param group of every optimizer."""
-    schedule, modifiers = _split(trainer)
-    for opt_idx, optimizer in enumerate(trainer.optimizers):
-        groups = optimizer.param_groups
-        for g, group in enumerate(groups):
-            base = group.setdefault("initial_lr", group["lr"])
-            lr = schedule.scheduled_lr(base, opt_idx, g, len(groups)) if schedule is not None else base
-            for modifier in modifiers:
-                lr *= modifier.lr_factor(opt_idx, g)
-            group["lr"] = lr
+    """Write ``lr_g = scheduled_g * prod(modifier factors)`` into every param group of every optimizer.
+
+    The same arithmetic as :func:`compute_lrs`, with the contributors of :func:`lr_plan`.
+    """
+    lr_plan(trainer).write(trainer.optimizers)
+
+
+# --- time and logging --------------------------------------------------------------------------------
+
+
+def step_index(trainer: pl.Trainer) -> int:
+    """The training-step index that ``interval="step"`` counts, and the step our logs are written at.
+
+    It is Lightning's own training-step counter, the step ``self.log`` and ``LearningRateMonitor`` log at:
+    under automatic optimization it counts optimizer steps (an accumulation window once) and equals
+    ``trainer.global_step`` at each batch start; under manual optimization it counts training batches,
+    whereas ``global_step`` counts every ``optimizer.step()`` call of every optimizer. Lightning keeps it
+    in its checkpoints but exposes it only as an attribute of the training epoch loop.
+    """
+    return trainer.fit_loop.epoch_loop._batches_that_stepped
 
 
 def lr_names(optimizers: Sequence[Optimizer]) -> list[list[str]]:
@@ -217,9 +452,15 @@ def lr_names(optimizers: Sequence[Optimizer]) -> list[list[str]]:
 
 def current_lrs(trainer: pl.Trainer) -> dict[str, float]:
     """The LR of every group, keyed by Lightning's ``lr-<Optimizer>[/pgN]`` names."""
+    optimizers = trainer.optimizers
+    cache = lr_plan(trainer).names
+    key = tuple((id(o), len(o.param_groups)) for o in optimizers)
+    names = cache.get(key)
+    if names is None:
+        names = cache[key] = lr_names(optimizers)
     out = {}
-    for names, optimizer in zip(lr_names(trainer.optimizers), trainer.optimizers):
-        for name, group in zip(names, optimizer.param_groups):
+    for row, optimizer in zip(names, optimizers):
+        for name, group in zip(row, optimizer.param_groups):
             out[name] = float(group["lr"])
     return out
 
@@ -228,12 +469,13 @@ def should_log(trainer: pl.Trainer) -> bool:
     """Log at Lightning's cadence (``log_every_n_steps``), and always on an epoch's first step."""
     if not trainer.loggers:
         return False
-    first_of_epoch = trainer.global_step == trainer.current_epoch * optimizer_steps_per_epoch(trainer)
-    return trainer.global_step % max(trainer.log_every_n_steps, 1) == 0 or first_of_epoch
+    step = step_index(trainer)
+    first_of_epoch = step == trainer.current_epoch * optimizer_steps_per_epoch(trainer)
+    return step % max(trainer.log_every_n_steps, 1) == 0 or first_of_epoch
 
 
 def optimizer_steps_per_epoch(trainer: pl.Trainer) -> int:
-    """Optimizer steps in one epoch (the last accumulation window may be short); -1 when unknown."""
+    """Training steps in one epoch (the last accumulation window may be short); -1 when unknown."""
     batches = trainer.num_training_batches
     if not isinstance(batches, int) or batches <= 0:
         return -1
@@ -242,6 +484,10 @@ def optimizer_steps_per_epoch(trainer: pl.Trainer) -> int:
 
 
 def log_metrics(trainer: pl.Trainer, metrics: dict[str, float]) -> None:
-    """Send scalars to every logger of the trainer at the current optimizer step; no logger, no-op."""
-    for logger in trainer.loggers:
-        logger.log_metrics(metrics, step=trainer.global_step)
+    """Send scalars to every logger of the trainer at the current :func:`step_index`; no logger, no-op."""
+    loggers = trainer.loggers
+    if not loggers:
+        return
+    step = step_index(trainer)
+    for logger in loggers:
+        logger.log_metrics(metrics, step=step)

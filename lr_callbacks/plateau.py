@@ -8,6 +8,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from typing_extensions import override
 
 from lr_callbacks._checks import check_choice, check_number, per_group
@@ -20,7 +21,15 @@ class ReduceOnPlateau(Schedule):
     Follows ``torch.optim.lr_scheduler.ReduceLROnPlateau`` exactly. The metric is read from
     ``trainer.callback_metrics`` at the end of each training epoch (after that epoch's validation), or
     after each optimizer step with ``interval="step"``; the reduction applies from the next epoch/step.
-    Rank zero decides and broadcasts, so every rank keeps the same LR.
+    Rank zero decides and broadcasts, so every rank keeps the same LR. With ``interval="step"`` the
+    metric is read on the host after every optimizer step, as ``ReduceLROnPlateau.step(metric)`` does.
+
+    **Resuming mid-epoch.** The state (best value, counters, reduced LRs) is checkpointed, but Lightning does
+    not checkpoint the partial epoch aggregate of a logged metric: resumed from a checkpoint taken inside
+    an epoch (``ModelCheckpoint(every_n_train_steps=...)``), a training metric logged with ``on_epoch=True``
+    covers only the batches after the resume for that epoch, and a checkpoint taken at an epoch's last
+    batch resumes after that epoch's end without running it. The callback warns at such a resume
+    (``interval="epoch"``); checkpoints at epoch ends continue exactly.
 
     Args:
         monitor: Name of a logged metric.
@@ -47,6 +56,7 @@ class ReduceOnPlateau(Schedule):
 
     MODES = ("min", "max")
     THRESHOLD_MODES = ("rel", "abs")
+    _time_driven = False
 
     def __init__(
         self,
@@ -135,13 +145,38 @@ class ReduceOnPlateau(Schedule):
                 f"{sorted(trainer.callback_metrics)}. Log it with `self.log({self.monitor!r}, ...)`."
             )
         reduce = self.observe(float(value))
-        # Rank zero's decision (and bookkeeping) is the one every rank follows.
-        state = trainer.strategy.broadcast(self.state_dict())
-        self.load_state_dict(state)
-        reduce = bool(trainer.strategy.broadcast(reduce))
+        if trainer.world_size > 1:
+            # Rank zero's decision (and bookkeeping) is the one every rank follows.
+            self.load_state_dict(trainer.strategy.broadcast(self.state_dict()))
+            reduce = bool(trainer.strategy.broadcast(reduce))
         if reduce:
             self._reduce(trainer)
             apply_lr(trainer)
+
+    @override
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        self._last_step = trainer.global_step
+        progress = trainer.fit_loop.epoch_loop.batch_progress.current
+        # Saved at a batch end (not the epoch's end): Lightning resumes inside that epoch.
+        if self.interval == "epoch" and progress.ready > progress.completed:
+            rank_zero_warn(self._resume_warning(trainer.current_epoch, progress.ready, trainer.num_training_batches))
+
+    def _resume_warning(self, epoch: int, batches: int, epoch_length: int | float) -> str:
+        start = f"ReduceOnPlateau(monitor={self.monitor!r}): resuming from a checkpoint taken after batch {batches}"
+        if batches >= epoch_length:
+            return (
+                f"{start}, the last of epoch {epoch - 1}, before that epoch ended. Lightning resumes with epoch "
+                f"{epoch} and does not run the end of epoch {epoch - 1}, so its plateau check does not happen and the "
+                "LR may differ from an uninterrupted run. Save checkpoints at epoch ends for an exact continuation."
+            )
+        return (
+            f"{start} of epoch {epoch}. Lightning does not checkpoint a metric's partial epoch aggregate: if "
+            f"{self.monitor!r} is aggregated over the training epoch (`self.log(..., on_epoch=True)` in "
+            f"`training_step`), its epoch-{epoch} value covers only the batches after the resume, and the LR may "
+            "differ from an uninterrupted run. A metric computed at the epoch's end (e.g. by validation) is not "
+            "affected; for a training aggregate, save checkpoints at epoch ends for an exact continuation."
+        )
 
     @override
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -150,19 +150,33 @@ class CosineWarmRestarts(_ClosedFormSchedule):
         self.T_0 = check_number("T_0", T_0, ge=1, integer=True)
         self.T_mult = check_number("T_mult", T_mult, ge=1, integer=True)
         self.eta_min = check_number("eta_min", eta_min)
+        self._steps_per_epoch = 0
 
     def _identity(self) -> dict[str, Any]:
         return {"T_0": self.T_0, "T_mult": self.T_mult, "eta_min": self.eta_min, "interval": self.interval}
 
     @override
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._steps_per_epoch = 0
+        super().on_train_start(trainer, pl_module)
+
+    @override
     def _time(self, trainer: pl.Trainer, batch_idx: int) -> float:
-        steps_per_epoch = optimizer_steps_per_epoch(trainer)
+        steps_per_epoch = self._steps_per_epoch
+        if batch_idx == 0 or steps_per_epoch < 1:  # read once per epoch
+            steps_per_epoch = self._steps_per_epoch = optimizer_steps_per_epoch(trainer)
         if steps_per_epoch < 1:
             raise MisconfigurationException(
                 "CosineWarmRestarts(interval='step') steps through fractional epochs and needs a train dataloader "
                 "with a known length; use interval='epoch' for an iterable of unknown length."
             )
         return trainer.current_epoch + (batch_idx // trainer.accumulate_grad_batches) / steps_per_epoch
+
+    @override
+    def _time_of_step(self, step: int, steps_per_epoch: int) -> float:
+        if self.interval == "epoch":
+            return float(step // steps_per_epoch)
+        return step // steps_per_epoch + (step % steps_per_epoch) / steps_per_epoch
 
     @override
     def scheduled_lr(self, base_lr: float, optimizer_idx: int, group_idx: int, n_groups: int) -> float:
@@ -221,6 +235,7 @@ class CyclicLR(_ClosedFormSchedule):
         )
         self.mode = check_choice("mode", mode, self.MODES)
         self.gamma = check_number("gamma", gamma, gt=0, le=1)
+        self._bounds: dict[int, tuple[list[float], list[float]]] = {}  # per number of groups
 
     def _identity(self) -> dict[str, Any]:
         return {
@@ -235,8 +250,13 @@ class CyclicLR(_ClosedFormSchedule):
 
     @override
     def scheduled_lr(self, base_lr: float, optimizer_idx: int, group_idx: int, n_groups: int) -> float:
-        lo = per_group("base_lr", self.base_lr, n_groups)[group_idx]
-        hi = per_group("max_lr", self.max_lr, n_groups)[group_idx]
+        bounds = self._bounds.get(n_groups)
+        if bounds is None:
+            bounds = self._bounds[n_groups] = (
+                per_group("base_lr", self.base_lr, n_groups),
+                per_group("max_lr", self.max_lr, n_groups),
+            )
+        lo, hi = bounds[0][group_idx], bounds[1][group_idx]
         return schedules.cyclic(self._t, lo, hi, self.step_size_up, self.step_size_down, self.mode, self.gamma)
 
 
@@ -249,7 +269,8 @@ class OneCycle(_ClosedFormSchedule):
         max_lr: Peak LR: one value, one per param group, or ``None`` for each group's own base LR
             (so a suggestion applied by :class:`~lr_callbacks.LRFinder` becomes the peak).
         total_steps: Length of the cycle in units of ``interval``; ``None`` means the trainer's
-            ``estimated_stepping_batches`` (``"step"``) or ``max_epochs`` (``"epoch"``). Past it the final LR holds.
+            ``estimated_stepping_batches`` (``"step"``) or ``max_epochs`` (``"epoch"``), read when training
+            starts. Past it the final LR holds.
         pct_start: Fraction of the cycle spent increasing, in ``(0, 1)``.
         anneal_strategy: ``"cos"`` or ``"linear"``.
         div_factor: ``initial_lr = max_lr / div_factor``.
@@ -292,6 +313,9 @@ class OneCycle(_ClosedFormSchedule):
         self.final_div_factor = check_number("final_div_factor", final_div_factor, gt=0)
         self.three_phase = bool(three_phase)
         self._total = self.total_steps
+        self._peaks: dict[int, list[float]] = {}  # per number of groups
+        if self.total_steps is not None:
+            self._check_warmup(self.total_steps)
 
     def _identity(self) -> dict[str, Any]:
         return {
@@ -306,8 +330,7 @@ class OneCycle(_ClosedFormSchedule):
         }
 
     @override
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        super().on_fit_start(trainer, pl_module)
+    def _prepare(self, trainer: pl.Trainer) -> None:
         if self.total_steps is None:
             estimate = trainer.estimated_stepping_batches if self.interval == "step" else trainer.max_epochs
             if estimate is None or estimate == float("inf") or estimate < 2:
@@ -316,16 +339,26 @@ class OneCycle(_ClosedFormSchedule):
                     f"(got {estimate!r}); set `total_steps` or the trainer's `max_epochs`/`max_steps`."
                 )
             self._total = int(estimate)
-        if self.pct_start * self._total <= 1:
+            self._check_warmup(self._total)
+
+    def _check_warmup(self, total: int) -> None:
+        if self.pct_start * total <= 1:
             raise ValueError(
-                f"`pct_start`={self.pct_start} of {self._total} {self.interval}s leaves no warm-up phase; "
+                f"`pct_start`={self.pct_start} of {total} {self.interval}s leaves no warm-up phase; "
                 "raise `pct_start` or `total_steps`."
             )
 
     @override
     def scheduled_lr(self, base_lr: float, optimizer_idx: int, group_idx: int, n_groups: int) -> float:
-        peak = base_lr if self.max_lr is None else per_group("max_lr", self.max_lr, n_groups)[group_idx]
-        assert self._total is not None
+        if self.max_lr is None:
+            peak = base_lr
+        else:
+            peaks = self._peaks.get(n_groups)
+            if peaks is None:
+                peaks = self._peaks[n_groups] = per_group("max_lr", self.max_lr, n_groups)
+            peak = peaks[group_idx]
+        if self._total is None:
+            raise RuntimeError("OneCycle(total_steps=None) learns its length when training starts; none yet.")
         return schedules.one_cycle(
             self._t,
             peak,

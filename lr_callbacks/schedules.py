@@ -23,29 +23,45 @@ def exponential_decay(t: float, base: float, gamma: float | None = None, k: floa
     return base * math.exp(-k * t)
 
 
-def _cosine(eta_max: float, eta_min: float, progress: float) -> float:
-    return eta_min + (eta_max - eta_min) * (1.0 + math.cos(math.pi * progress)) / 2.0
+def _cosine(eta_max: float, eta_min: float, position: float, length: float) -> float:
+    # torch's operand order (``pi * T_cur / T_i``), so that equal inputs give torch's LR to the bit.
+    return eta_min + (eta_max - eta_min) * (1 + math.cos(math.pi * position / length)) / 2
 
 
 def cosine_annealing(t: float, base: float, T_max: int, eta_min: float = 0.0) -> float:
     """Cosine from ``base`` to ``eta_min`` over ``T_max``, then held at ``eta_min``."""
-    return _cosine(base, eta_min, min(t, T_max) / T_max)
+    return _cosine(base, eta_min, min(t, T_max), T_max)
 
 
-def warm_restart_position(t: float, T_0: int, T_mult: int) -> tuple[float, float]:
-    """``(T_cur, T_i)``: the position inside the current SGDR period and that period's length."""
-    if t < T_0:
-        return t, float(T_0)
+def warm_restart_position(t: float, T_0: int, T_mult: int) -> tuple[float, int]:
+    """``(T_cur, T_i)``: the position inside the current SGDR period and that period's length.
+
+    Periods have integer lengths ``T_0, T_0*T_mult, ...``, so they start at integer epochs and the period
+    of ``t`` is found with integers alone (no floating-point logarithm, which misplaces exact restarts:
+    ``math.log(243, 3)`` is ``4.999999999999999``).
+
+    >>> warm_restart_position(121, T_0=1, T_mult=3)  # 1 + 3 + 9 + 27 + 81 = 121: a restart
+    (0, 243)
+    >>> warm_restart_position(2.5, T_0=2, T_mult=2)
+    (0.5, 4)
+    """
+    if t < 0:
+        raise ValueError(f"`t` must be >= 0, got {t}.")
+    epoch = math.floor(t)
+    start, length = 0, T_0
     if T_mult == 1:
-        return t % T_0, float(T_0)
-    n = int(math.log(t / T_0 * (T_mult - 1) + 1, T_mult))
-    return t - T_0 * (T_mult**n - 1) / (T_mult - 1), float(T_0 * T_mult**n)
+        start = epoch - epoch % T_0
+    else:
+        while epoch >= start + length:
+            start += length
+            length *= T_mult
+    return t - start, length
 
 
 def cosine_warm_restarts(t: float, base: float, T_0: int, T_mult: int = 1, eta_min: float = 0.0) -> float:
     """SGDR: cosine annealing restarted after ``T_0``, ``T_0*T_mult``, ... epochs (``t`` may be fractional)."""
     T_cur, T_i = warm_restart_position(t, T_0, T_mult)
-    return _cosine(base, eta_min, T_cur / T_i)
+    return _cosine(base, eta_min, T_cur, T_i)
 
 
 CYCLIC_MODES = ("triangular", "triangular2", "exp_range")
@@ -97,17 +113,19 @@ def one_cycle(
     initial = max_lr / div_factor
     final = initial / final_div_factor
     warm_end = float(pct_start * total_steps) - 1
-    if three_phase:
-        phases = [(warm_end, initial, max_lr), (2 * warm_end, max_lr, initial), (total_steps - 1, initial, final)]
+    last = total_steps - 1
+    t = min(t, last)
+    # torch's phases: (end step, start LR, end LR), a phase taken while t <= its end step.
+    if t <= warm_end:
+        start_step, end_step, start_lr, end_lr = 0.0, warm_end, initial, max_lr
+    elif three_phase and t <= 2 * warm_end:
+        start_step, end_step, start_lr, end_lr = warm_end, 2 * warm_end, max_lr, initial
+    elif three_phase:
+        start_step, end_step, start_lr, end_lr = 2 * warm_end, last, initial, final
     else:
-        phases = [(warm_end, initial, max_lr), (total_steps - 1, max_lr, final)]
-    t = min(t, total_steps - 1)
-    start_step = 0.0
-    for i, (end_step, start_lr, end_lr) in enumerate(phases):
-        if t <= end_step or i == len(phases) - 1:
-            pct = (t - start_step) / (end_step - start_step)
-            if anneal_strategy == "cos":
-                return _cosine(start_lr, end_lr, pct)
-            return (end_lr - start_lr) * pct + start_lr
-        start_step = end_step
-    raise AssertionError("unreachable")
+        start_step, end_step, start_lr, end_lr = warm_end, last, max_lr, final
+    pct = (t - start_step) / (end_step - start_step)
+    if anneal_strategy == "cos":
+        # torch's `_annealing_cos`, operand for operand.
+        return end_lr + (start_lr - end_lr) / 2.0 * (math.cos(math.pi * pct) + 1)
+    return (end_lr - start_lr) * pct + start_lr

@@ -1,4 +1,5 @@
-"""``lr-benchmark`` prints one row per schedule with ratios against bare Lightning and a torch scheduler."""
+"""``lr-benchmark``: the schedules suite prints, per configuration, our hooks' time per step and the whole-step
+ratio against the same number of empty callbacks."""
 
 from __future__ import annotations
 
@@ -10,19 +11,25 @@ from experiments import benchmark
 from experiments.benchmarks.schedules import SCHEDULES
 
 
-def test_schedule_benchmark_prints_a_ratio_row_per_schedule(capsys: pytest.CaptureFixture[str]) -> None:
+def test_schedule_benchmark_prints_hook_time_and_step_ratio_per_configuration(capsys: pytest.CaptureFixture[str]) -> None:
     benchmark.main(["schedules", "--steps", "40", "--repeats", "1"])
     out = capsys.readouterr().out
     number = r"\s+([0-9.]+)"
-    for name in ["bare Lightning", "torch StepLR (interval=step)"]:
-        row = re.search(re.escape(name) + number * 3, out)
-        assert row is not None, out
-    bare = re.search(r"bare Lightning" + number * 3, out)
-    assert bare is not None and float(bare.group(2)) == 1.0
+    bare = re.search(r"^bare Lightning" + number * 2, out, flags=re.MULTILINE)
+    assert bare is not None and float(bare.group(2)) == 1.0, out
+    bare_us = float(bare.group(1))
     for name in SCHEDULES:
-        row = re.search(rf"^{name}\s" + number * 5 + "%", out, flags=re.MULTILINE)
+        row = re.search(rf"^{re.escape(name)}" + number * 2 + r"\s+(.+?)" + number * 2 + "%", out, flags=re.MULTILINE)
         assert row is not None, f"no row for {name}:\n{out}"
-        assert 0 < float(row.group(4)) < 1000  # hook microseconds per step
+        step_us, ratio, baseline, hooks_us, share = row.groups()
+        n_callbacks = name.count("+") + 1
+        assert baseline.strip() == ("1 empty callback, logging" if name == "ReduceOnPlateau" else
+                                    f"{n_callbacks} empty callback{'s' if n_callbacks > 1 else ''}")  # fmt: skip
+        assert 0 < float(hooks_us) < float(step_us)
+        assert float(share) == pytest.approx(float(hooks_us) / bare_us * 100, abs=0.02)
+    # The four-callback row is broken down per callback.
+    for part in ("CosineAnnealing", "Warmup", "SpikeAdaptiveLR", "SignAlternation"):
+        assert re.search(rf"^  of which {part}" + number * 2 + "%", out, flags=re.MULTILINE), out
 
 
 def test_unknown_suite_is_refused_with_the_choices(capsys: pytest.CaptureFixture[str]) -> None:

@@ -21,10 +21,15 @@ from lr_callbacks import (
     CosineWarmRestarts,
     CyclicLR,
     ExponentialDecay,
+    Modifier,
     OneCycle,
     ReduceOnPlateau,
+    Schedule,
+    SignAlternation,
     StepDecay,
+    Warmup,
 )
+from lr_callbacks.core import LRPlan, compute_lrs
 from tiny import LRRecorder, TinyRegression, loader, tiny_trainer
 
 
@@ -225,3 +230,83 @@ def test_fractional_epochs_need_a_known_epoch_length() -> None:
     trainer = tiny_trainer([CosineWarmRestarts(T_0=1, interval="step")], max_steps=3)
     with pytest.raises(MisconfigurationException, match="interval='epoch'"):
         trainer.fit(TinyRegression(), torch.utils.data.DataLoader(_Stream(), batch_size=None))
+
+
+# --- the rule as a pure function, and one write per step -----------------------------------------------------
+
+
+def _replay(callbacks: list, n_steps: int, steps_per_epoch: int, bases: tuple) -> list[list[float]]:
+    """The LRs of a run from ``compute_lrs`` alone: each contributor moved to its ``t`` of each step."""
+    schedule = next((c for c in callbacks if isinstance(c, Schedule)), None)
+    modifiers = [c for c in callbacks if isinstance(c, Modifier)]
+    rows = []
+    for k in range(n_steps):
+        for c in callbacks:
+            c._set_time(c._time_of_step(k, steps_per_epoch))
+        (row,) = compute_lrs([list(bases)], schedule, modifiers)
+        rows.append(row)
+    return rows
+
+
+REPLAYS = {
+    "cosine-warmup-sign": lambda: [
+        CosineAnnealing(T_max=40),
+        Warmup(6, start_factor=0.3),
+        SignAlternation(interval="step", period=5, negative_scale=0.3),
+    ],
+    "sgdr-step-sign-epoch": lambda: [
+        CosineWarmRestarts(T_0=1, T_mult=2, interval="step"),
+        SignAlternation(negative_scale=0.7),
+    ],
+    "onecycle-warmup-epoch": lambda: [
+        OneCycle(max_lr=[0.3, 0.1], total_steps=30),
+        Warmup(2, start_factor=0.5, interval="epoch", shape="cosine"),
+    ],
+    "modifiers-only": lambda: [Warmup(5, start_factor=0.1), SignAlternation(period=2)],
+}
+
+
+@pytest.mark.parametrize("accumulate", [1, 3])
+@pytest.mark.parametrize("case", list(REPLAYS))
+def test_compute_lrs_replays_a_trainer_run_to_the_bit(case: str, accumulate: int) -> None:
+    recorder, _ = _fit(REPLAYS[case](), base_lrs=(0.1, 0.03), max_epochs=4, accumulate_grad_batches=accumulate)
+    steps_per_epoch = -(-8 // accumulate)
+    assert recorder.lrs == _replay(REPLAYS[case](), len(recorder.lrs), steps_per_epoch, (0.1, 0.03))
+
+
+def test_compute_lrs_is_independent_of_the_modifier_order() -> None:
+    warmup, sign = Warmup(7, start_factor=0.1), SignAlternation(negative_scale=0.3)
+    for c in (warmup, sign):
+        c._set_time(3.0)
+    bases = [[0.1, 0.03], [0.7]]
+    assert compute_lrs(bases, None, [warmup, sign]) == compute_lrs(bases, None, [sign, warmup])
+    assert compute_lrs(bases, None, [warmup, sign])[1][0] == pytest.approx(0.7 * (0.1 + 0.9 * 3 / 7) * -0.3)
+
+
+def test_the_lr_is_written_once_per_step_whatever_the_number_of_contributors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Four contributors, three of them on the step clock: one write per training step, plus one at each epoch
+    start (for observers of the epoch's first LR)."""
+    writes = []
+    original = LRPlan.write
+    monkeypatch.setattr(LRPlan, "write", lambda plan, optimizers: writes.append(1) or original(plan, optimizers))
+    callbacks = [
+        CosineAnnealing(T_max=40, interval="step"),
+        Warmup(5),
+        SignAlternation(interval="step"),
+        SignAlternation(period=2),
+    ]
+    recorder, _ = _fit(callbacks, max_epochs=3, accumulate_grad_batches=2)
+    assert len(recorder.lrs) == 12  # 3 epochs x 4 optimizer steps
+    assert len(writes) == 12 + 3
+
+
+def test_a_fitted_callback_pickles_without_the_trainer_plan() -> None:
+    import pickle
+
+    callback = CosineAnnealing(T_max=10, interval="step")
+    _fit([callback, Warmup(3)])
+    assert callback._plan is not None
+    clone = pickle.loads(pickle.dumps(callback))
+    assert clone._plan is None and clone._t == callback._t
+    recorder, _ = _fit([clone])
+    assert recorder.lrs == _fit([CosineAnnealing(T_max=10, interval="step")])[0].lrs

@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch.optim import lr_scheduler as torch_sched
 
+from lr_callbacks import schedules
 from lr_callbacks import (
     CosineAnnealing,
     CosineWarmRestarts,
@@ -163,6 +164,84 @@ def test_warm_restarts_fractional_epochs_under_accumulation() -> None:
 def test_cosine_holds_eta_min_after_t_max() -> None:
     got = _run(CosineAnnealing(T_max=2, eta_min=1e-3))
     assert [row for row in got[2 * BATCHES :]] == [[1e-3, 1e-3]] * (2 * BATCHES)
+
+
+# --- SGDR: exact restarts --------------------------------------------------------------------------------
+
+SGDR_EPOCHS = 1200  # past the fourth restart of T_0=1, T_mult=10 (epoch 1111)
+
+
+def _chained_warm_restarts(T_0: int, T_mult: int, eta_min: float, n: int, base: float = 0.1) -> list[float]:
+    """torch's default path: ``CosineAnnealingWarmRestarts.step()`` once per epoch, LR read before each step."""
+    p = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([p], lr=base)
+    scheduler = torch_sched.CosineAnnealingWarmRestarts(optimizer, T_0=T_0, T_mult=T_mult, eta_min=eta_min)
+    lrs = []
+    for _ in range(n):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return lrs
+
+
+@pytest.mark.parametrize("T_mult", [1, 2, 3, 5, 10])
+@pytest.mark.parametrize(("T_0", "eta_min"), [(1, 0.0), (2, 1e-3), (3, 0.0), (7, 1e-4)])
+def test_warm_restarts_equal_torch_chained_step_to_the_bit(T_0: int, T_mult: int, eta_min: float) -> None:
+    want = _chained_warm_restarts(T_0, T_mult, eta_min, SGDR_EPOCHS)
+    got = [schedules.cosine_warm_restarts(float(e), 0.1, T_0, T_mult, eta_min) for e in range(SGDR_EPOCHS)]
+    mismatches = [(e, g, w) for e, (g, w) in enumerate(zip(got, want)) if g != w]
+    assert not mismatches, f"first mismatches (epoch, ours, torch): {mismatches[:3]}"
+
+
+@pytest.mark.parametrize(
+    ("T_0", "T_mult", "epoch", "period"),
+    [(1, 3, 121, 243), (1, 10, 111, 1000), (1, 10, 1111, 10000), (2, 3, 80, 162), (1, 5, 781, 3125)],
+)
+def test_warm_restart_epochs_restart_at_the_base_lr(T_0: int, T_mult: int, epoch: int, period: int) -> None:
+    """A floating-point logarithm put some of these restarts one period late (LR ``eta_min`` at the restart)."""
+    assert schedules.warm_restart_position(float(epoch), T_0, T_mult) == (0.0, period)
+    assert schedules.cosine_warm_restarts(float(epoch), 0.1, T_0, T_mult, eta_min=1e-3) == 0.1
+    assert schedules.cosine_warm_restarts(epoch - 0.5, 0.1, T_0, T_mult, eta_min=1e-3) < 0.01
+
+
+def _boundaries(T_0: int, T_mult: int, up_to: int) -> set[int]:
+    starts, start, length = set(), 0, T_0
+    while start <= up_to:
+        starts.add(start)
+        start, length = start + length, length * T_mult
+    return starts
+
+
+@pytest.mark.parametrize("T_mult", [1, 2, 3, 5, 10])
+@pytest.mark.parametrize(("T_0", "steps_per_epoch"), [(1, 3), (2, 7), (5, 4)])
+def test_warm_restarts_fractional_epochs_equal_torch_step_epoch(T_0: int, T_mult: int, steps_per_epoch: int) -> None:
+    """``interval="step"``: t = epoch + i / n, against torch's ``step(epoch + i / n)``, away from restarts
+    (torch's own ``step(epoch)`` uses the floating-point logarithm, which misplaces some exact restarts)."""
+    p = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([p], lr=0.1)
+    scheduler = torch_sched.CosineAnnealingWarmRestarts(optimizer, T_0=T_0, T_mult=T_mult, eta_min=1e-4)
+    restarts = _boundaries(T_0, T_mult, 500)
+    compared = 0
+    for k in range(500 * steps_per_epoch):
+        epoch, i = divmod(k, steps_per_epoch)
+        if i == 0 and epoch in restarts:
+            continue
+        t = epoch + i / steps_per_epoch
+        scheduler.step(t)
+        assert schedules.cosine_warm_restarts(t, 0.1, T_0, T_mult, 1e-4) == optimizer.param_groups[0]["lr"], t
+        compared += 1
+    assert compared > 499 * steps_per_epoch - len(restarts)
+
+
+@pytest.mark.parametrize(("T_0", "T_mult", "epochs"), [(1, 3, 124), (1, 10, 113)])
+def test_trainer_restarts_where_torch_chained_step_does(T_0: int, T_mult: int, epochs: int) -> None:
+    """A Trainer run past the restarts at epochs 121 (T_mult=3) and 111 (T_mult=10), one step per epoch."""
+    torch.manual_seed(0)
+    recorder = LRRecorder()
+    callback = CosineWarmRestarts(T_0=T_0, T_mult=T_mult, eta_min=1e-3)
+    trainer = tiny_trainer([callback, recorder], max_epochs=epochs)
+    trainer.fit(TinyRegression(base_lrs=(0.1,)), loader(n=8, batch_size=8))
+    assert [row[0] for row in recorder.lrs] == _chained_warm_restarts(T_0, T_mult, 1e-3, epochs)
 
 
 class _PlateauMetric(TinyRegression):

@@ -1,18 +1,26 @@
-"""Per-step overhead of each schedule callback, against a bare Lightning step and a torch scheduler.
+"""Per-step cost of the LR callbacks, timed inside real ``Trainer.fit`` runs.
 
-Two figures per schedule, both medians:
+The model is the held-out one: Linear 8->1, MSE, SGD, batch 32, in-memory batches, 8 epochs. Every
+configuration runs once per repeat, interleaved with the others, and the figures are medians:
 
-- ``step``: the wall time between consecutive ``on_train_batch_start`` calls of a real ``Trainer.fit`` on a
-  tiny model; configurations are interleaved within each repeat so they share the machine's noise.
-- ``hook``: the time spent in the callback's own per-step hooks, timed directly over many calls. It is the
-  overhead itself, free of the step-to-step noise that dwarfs it on a shared machine.
+- **hooks**: every hook our callbacks override is wrapped with a timer for the whole fit (fit start,
+  epoch and batch hooks alike); the total, net of the timer's own cost, divided by the optimizer steps,
+  is the time spent in our code per step. Its share is taken of a bare Lightning step. On a shared
+  machine another process may preempt a hook call for milliseconds; a call longer than ten times its
+  hook's median call is counted at ten times the median.
+- **whole step**: the median time between consecutive ``on_train_batch_start`` calls, against a run with
+  the same number of empty callbacks (Lightning's dispatch to each callback costs a few percent per
+  callback on this tiny model, and that cost is not ours). Whole-step ratios carry the machine's
+  step-to-step noise; the hook time is the figure to read.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import statistics
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -28,20 +36,29 @@ from lr_callbacks import (
     ExponentialDecay,
     OneCycle,
     ReduceOnPlateau,
+    SignAlternation,
+    SpikeAdaptiveLR,
     StepDecay,
+    Warmup,
 )
+
+BATCH_SIZE = 32
+EPOCHS = 8
+WARMUP_STEPS = 10  # per run, left out of the step-time median
 
 
 class _Tiny(pl.LightningModule):
-    def __init__(self, torch_scheduler: bool = False) -> None:
+    def __init__(self, torch_scheduler: bool = False, log_loss: bool = False) -> None:
         super().__init__()
         self.layer = nn.Linear(8, 1)
         self.torch_scheduler = torch_scheduler
+        self.log_loss = log_loss
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
         loss = nn.functional.mse_loss(self.layer(x), y)
-        self.log("loss", loss, on_step=True, on_epoch=False, prog_bar=False)
+        if self.log_loss:
+            self.log("loss", loss, on_step=True, on_epoch=False)
         return loss
 
     def configure_optimizers(self) -> Any:
@@ -72,81 +89,194 @@ class _StepClock(Callback):
     def on_train_batch_start(self, *args: Any) -> None:
         self.stamps.append(time.perf_counter())
 
-    def step_times(self, warmup: int = 10) -> list[float]:
-        return [b - a for a, b in zip(self.stamps[warmup:], self.stamps[warmup + 1 :])]
+    def median_step(self) -> float:
+        stamps = self.stamps[WARMUP_STEPS:]
+        return statistics.median(b - a for a, b in zip(stamps, stamps[1:]))
 
 
-SCHEDULES: dict[str, Callable[[int], Callback]] = {
-    "StepDecay": lambda n: StepDecay(50, 0.9, interval="step"),
-    "ExponentialDecay": lambda n: ExponentialDecay(gamma=0.999, interval="step"),
-    "CosineAnnealing": lambda n: CosineAnnealing(T_max=n, interval="step"),
-    "CosineWarmRestarts": lambda n: CosineWarmRestarts(T_0=1, T_mult=2, interval="step"),
-    "CyclicLR": lambda n: CyclicLR(1e-3, 0.1, step_size_up=25, interval="step"),
-    "OneCycle": lambda n: OneCycle(0.1, total_steps=n, interval="step"),
-    "ReduceOnPlateau": lambda n: ReduceOnPlateau("loss", patience=5, interval="step"),
+class HookTimer:
+    """Wraps every hook a callback overrides (as an instance attribute, which Lightning calls) with a timer."""
+
+    CLIP = 10  # a call over CLIP x its hook's median call is counted at that: a preemption, not our code
+
+    def __init__(self) -> None:
+        self.durations: dict[str, list[int]] = {}
+
+    def _wrap(self, hook: Callable[..., Any], name: str = "hook") -> Callable[..., Any]:
+        clock = time.perf_counter_ns
+        durations = self.durations.setdefault(name, [])
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = clock()
+            try:
+                return hook(*args, **kwargs)
+            finally:
+                durations.append(clock() - start)
+
+        return timed
+
+    @property
+    def ns(self) -> int:
+        """Nanoseconds in the hooks, each call clipped at ``CLIP`` x the median call of its hook."""
+        total = 0
+        for durations in self.durations.values():
+            cap = self.CLIP * statistics.median(durations)
+            total += sum(min(d, cap) for d in durations)
+        return total
+
+    @property
+    def calls(self) -> int:
+        return sum(len(d) for d in self.durations.values())
+
+    def attach(self, callback: Callback) -> list[str]:
+        """Wrap ``callback``'s overridden hooks; return their names."""
+        names = [
+            name
+            for name in dir(Callback)
+            if (name.startswith("on_") or name in ("setup", "teardown"))
+            and getattr(type(callback), name) is not getattr(Callback, name)
+        ]
+        for name in names:
+            setattr(callback, name, self._wrap(getattr(callback, name), name))
+        return names
+
+    @staticmethod
+    def own_cost_ns(calls: int = 200_000) -> float:
+        """The timer's cost per call, measured on an empty hook (median of 5)."""
+        samples = []
+        for _ in range(5):
+            timer = HookTimer()
+            noop = timer._wrap(lambda *args: None)
+            start = time.perf_counter_ns()
+            for _ in range(calls):
+                noop(None, None)
+            total = time.perf_counter_ns() - start
+            samples.append(min(sum(timer.durations["hook"]), total) / calls)
+        return statistics.median(samples)
+
+
+def _empty(n: int) -> Callable[[int], list[Callback]]:
+    return lambda steps: [Callback() for _ in range(n)]
+
+
+# name -> (our callbacks for a run of `steps` optimizer steps, or None for a baseline; baseline to compare with)
+CONFIGS: dict[str, tuple[Callable[[int], list[Callback]], bool]] = {
+    "bare Lightning": (lambda steps: [], False),
+    "1 empty callback": (_empty(1), False),
+    "4 empty callbacks": (_empty(4), False),
+    "1 empty callback, logging": (_empty(1), False),
+    "torch StepLR (interval=step)": (lambda steps: [], False),
+    "StepDecay": (lambda steps: [StepDecay(50, 0.9, interval="step")], True),
+    "ExponentialDecay": (lambda steps: [ExponentialDecay(gamma=0.999, interval="step")], True),
+    "CosineAnnealing": (lambda steps: [CosineAnnealing(T_max=steps, interval="step")], True),
+    "CosineWarmRestarts": (lambda steps: [CosineWarmRestarts(T_0=1, T_mult=2, interval="step")], True),
+    "CyclicLR": (lambda steps: [CyclicLR(1e-3, 0.1, step_size_up=25, interval="step")], True),
+    "OneCycle": (lambda steps: [OneCycle(0.1, interval="step")], True),
+    "ReduceOnPlateau": (lambda steps: [ReduceOnPlateau("loss", patience=5, interval="step")], True),
+    "Warmup": (lambda steps: [Warmup(steps // 4)], True),
+    "SignAlternation": (lambda steps: [SignAlternation()], True),
+    "SpikeAdaptiveLR": (lambda steps: [SpikeAdaptiveLR()], True),
+    "Cosine+Warmup+Spike+Sign": (
+        lambda steps: [
+            CosineAnnealing(T_max=steps, interval="step"),
+            Warmup(steps // 4),
+            SpikeAdaptiveLR(),
+            SignAlternation(),
+        ],
+        True,
+    ),
 }
+SCHEDULES = [name for name, (_, ours) in CONFIGS.items() if ours]
+# ReduceOnPlateau reads a metric that the module logs each step (self.log), which costs Lightning a step's
+# fraction of its own; its whole step is compared with an empty callback that logs the same.
+LOGGING = ("ReduceOnPlateau", "1 empty callback, logging")
 
 
-def _fit(n_steps: int, callback: Callback | None, torch_scheduler: bool = False) -> tuple[list[float], pl.Trainer]:
-    torch.manual_seed(0)
-    batches = [(torch.randn(16, 8), torch.randn(16, 1)) for _ in range(n_steps)]
+def _fit(name: str, steps: int, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[float, dict[str, HookTimer]]:
+    """One run: the median whole-step seconds, and the hook timer of each of our callbacks (by class name)."""
+    make, ours = CONFIGS[name]
+    callbacks = make(steps)
+    timers = {type(cb).__name__: HookTimer() for cb in callbacks} if ours else {}
+    for callback in callbacks if ours else []:
+        timers[type(callback).__name__].attach(callback)
     clock = _StepClock()
     trainer = pl.Trainer(
-        max_epochs=1,
+        max_epochs=EPOCHS,
         accelerator="cpu",
         devices=1,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        callbacks=[clock] + ([callback] if callback is not None else []),
+        callbacks=[clock, *callbacks],
     )
-    trainer.fit(_Tiny(torch_scheduler), _Batches(batches))
-    return clock.step_times(), trainer
+    module = _Tiny(torch_scheduler=name.startswith("torch"), log_loss=name in LOGGING)
+    trainer.fit(module, _Batches(batches))
+    return clock.median_step(), timers
 
 
-def _hook_seconds(callback: Callback, trainer: pl.Trainer, calls: int = 2000) -> float:
-    """Median seconds per optimizer step spent in the callback's per-step hooks."""
-    module, optimizer = trainer.lightning_module, trainer.optimizers[0]
-    samples = []
-    for _ in range(5):
-        start = time.perf_counter()
-        for i in range(calls):
-            callback.on_train_batch_start(trainer, module, None, i)
-            callback.on_before_optimizer_step(trainer, module, optimizer)
-            callback.on_train_batch_end(trainer, module, None, None, i)
-        samples.append((time.perf_counter() - start) / calls)
-    return statistics.median(samples)
+def measure(steps: int = 512, repeats: int = 9) -> dict[str, dict[str, float]]:
+    """Median figures per configuration; configurations are interleaved within each repeat."""
+    torch.set_num_threads(1)  # a tiny model: more threads only add noise
+    per_epoch = max(steps // EPOCHS, 1)
+    n_steps = per_epoch * EPOCHS
+    generator = torch.Generator().manual_seed(0)
+    batches = [(torch.randn(BATCH_SIZE, 8, generator=generator), torch.randn(BATCH_SIZE, 1, generator=generator))
+               for _ in range(per_epoch)]  # fmt: skip
+    own_ns = HookTimer.own_cost_ns()
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in CONFIGS}
+    names = list(CONFIGS)
+    for r in range(repeats):
+        for name in names[r % len(names) :] + names[: r % len(names)]:  # rotate the order each repeat
+            step, timers = _fit(name, n_steps, batches)
+            figures = {"step": step}
+            for cls, timer in timers.items():  # seconds per optimizer step, net of the timer's own cost
+                figures[cls] = max(timer.ns - timer.calls * own_ns, 0) / n_steps / 1e9
+            figures["hooks"] = sum(v for k, v in figures.items() if k != "step")
+            runs[name].append(figures)
+    medians = {name: {key: statistics.median(f[key] for f in v) for key in v[0]} for name, v in runs.items()}
+    return medians | {"_meta": {"steps": n_steps, "repeats": repeats, "timer_ns": own_ns}}
+
+
+def _baseline(name: str) -> str:
+    n = len(CONFIGS[name][0](8))
+    if name in LOGGING:
+        return "1 empty callback, logging"
+    return "bare Lightning" if n == 0 else f"{n} empty callback{'s' if n > 1 else ''}"
 
 
 def run(args: argparse.Namespace) -> None:
-    n_steps, repeats = args.steps, args.repeats
-    configs: dict[str, Callable[[], tuple[list[float], pl.Trainer]]] = {
-        "bare Lightning": lambda: _fit(n_steps, None),
-        "torch StepLR (interval=step)": lambda: _fit(n_steps, None, torch_scheduler=True),
-    }
-    callbacks: dict[str, Callback] = {}
-    for name, make in SCHEDULES.items():
-        configs[name] = lambda make=make, name=name: _fit(n_steps, callbacks.setdefault(name, make(n_steps)))
-    step_times: dict[str, list[float]] = {name: [] for name in configs}
-    trainers: dict[str, pl.Trainer] = {}
-    for _ in range(repeats):
-        for name, fit in configs.items():
-            callbacks.pop(name, None)
-            times, trainers[name] = fit()
-            step_times[name].append(statistics.median(times))
-
-    bare = statistics.median(step_times["bare Lightning"])
-    torch_sched = statistics.median(step_times["torch StepLR (interval=step)"])
-    print(f"tiny model (Linear 8->1, batch 16, SGD), {n_steps} steps x {repeats} repeats, medians")
-    header = f"{'configuration':<30}{'step us':>10}{'vs bare':>10}{'vs torch':>10}{'hook us':>10}{'hook/bare':>11}"
+    warnings.filterwarnings("ignore", module="lightning")
+    for logger_name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(logger_name).setLevel(logging.ERROR)
+    res = measure(steps=args.steps, repeats=args.repeats)
+    meta = res.pop("_meta")
+    bare = res["bare Lightning"]["step"]
+    print(
+        f"Linear 8->1, SGD, batch {BATCH_SIZE}, {meta['steps']:.0f} steps ({EPOCHS} epochs), "
+        f"{meta['repeats']:.0f} interleaved repeats, medians;\ntimer cost {meta['timer_ns']:.0f} ns per hook call, "
+        f"subtracted; calls over {HookTimer.CLIP}x their hook's median counted at {HookTimer.CLIP}x"
+    )
+    header = (
+        f"{'configuration':<30}{'step us':>9}{'vs empty':>10}  {'compared with':<26}{'hooks us':>9}{'hooks/bare':>11}"
+    )
     print(header)
     print("-" * len(header))
-    for name in configs:
-        step = statistics.median(step_times[name])
-        hook, share = "", ""
-        if name in callbacks:
-            seconds = _hook_seconds(callbacks[name], trainers[name])
-            hook, share = f"{seconds * 1e6:10.2f}", f"{seconds / bare * 100:10.2f}%"
-        print(f"{name:<30}{step * 1e6:10.1f}{step / bare:10.3f}{step / torch_sched:10.3f}{hook:>10}{share:>11}")
-    print("step ratios carry the machine's step-to-step noise; 'hook/bare' is the callback's own cost.")
+    for name, figures in res.items():
+        baseline = _baseline(name) if CONFIGS[name][1] else "bare Lightning"
+        ratio = figures["step"] / res[baseline]["step"]
+        row = f"{name:<30}{figures['step'] * 1e6:9.1f}{ratio:10.3f}  {baseline:<26}"
+        if CONFIGS[name][1]:
+            hooks = figures["hooks"]
+            row += f"{hooks * 1e6:9.2f}{hooks / bare * 100:10.2f}%"
+        print(row)
+        parts = [k for k in figures if k not in ("step", "hooks")]
+        if len(parts) > 1:
+            for part in parts:
+                share = figures[part] / bare * 100
+                print(f"{'  of which ' + part:<30}{'':>9}{'':>10}  {'':<26}{figures[part] * 1e6:9.2f}{share:10.2f}%")
+    print(
+        "'hooks us': time inside our callbacks' hooks per optimizer step; 'hooks/bare': its share of a bare "
+        "Lightning step.\n'vs empty': whole-step time over a run with the same number of empty callbacks "
+        "(noisy at the few-percent level)."
+    )

@@ -74,7 +74,11 @@ class EpochPermutation:
 
 
 class IndexBatchLoader:
-    """Iterable of index-sliced batches over tensors kept in memory.
+    """Iterable of index-sliced batches over tensors kept in memory, resumable mid-epoch.
+
+    It follows Lightning's resumable-loader protocol (``state_dict`` / ``load_state_dict``): a checkpoint
+    records the epoch and the batches handed out in it, and a run resumed from a checkpoint taken
+    mid-epoch continues with the next batch of the same epoch order instead of starting the epoch over.
 
     Args:
         tensors: tensors sharing their first dimension (e.g. ``(x, y)``).
@@ -91,6 +95,10 @@ class IndexBatchLoader:
     >>> x = torch.arange(5.0).unsqueeze(1)
     >>> [b[0].flatten().tolist() for b in IndexBatchLoader((x,), batch_size=2)]
     [[0.0, 1.0], [2.0, 3.0], [4.0]]
+    >>> loader = IndexBatchLoader((x,), batch_size=2)
+    >>> loader.load_state_dict({"epoch": 0, "batches": 2})  # resume after two batches of epoch 0
+    >>> [b[0].flatten().tolist() for b in loader]
+    [[4.0]]
     """
 
     def __init__(
@@ -116,16 +124,39 @@ class IndexBatchLoader:
         self.batch_sampler = None
         self.batch_size = batch_size or len(self.sampler)
         self.drop_last = drop_last
+        self._handed_out = 0  # batches of the current epoch handed out so far
+        self._resume_at: tuple[int, int] | None = None
 
     def __len__(self) -> int:
         per_rank = len(self.sampler)
         return per_rank // self.batch_size if self.drop_last else -(-per_rank // self.batch_size)
 
+    def state_dict(self) -> dict[str, int]:
+        """The position in the data: the epoch and how many of its batches were handed out."""
+        return {"epoch": self.sampler.epoch, "batches": self._handed_out}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        """Continue from ``state_dict``'s position at the next iteration over the same epoch.
+
+        Lightning loads the state before it sets the epoch, so the position is checked against the epoch
+        when iteration starts: a checkpoint taken at an epoch's end resumes with the next epoch's first batch.
+        """
+        self._resume_at = (int(state_dict["epoch"]), int(state_dict["batches"]))
+
     def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
+        # A generator: this body runs at the first `next`, after Lightning's `sampler.set_epoch`.
+        start = 0
+        if self._resume_at is not None:
+            epoch, batches = self._resume_at
+            self._resume_at = None
+            if epoch == self.sampler.epoch:
+                start = batches
+        self._handed_out = start
         idx = self.sampler.indices()
         whole = self.sampler.world_size == 1 and not self.sampler.shuffle
         # one gather per epoch, then contiguous views per batch
         data = self.tensors if whole else tuple(t[idx] for t in self.tensors)
         bs = self.batch_size
-        for i in range(len(self)):
+        for i in range(start, len(self)):
+            self._handed_out = i + 1
             yield tuple(t[i * bs : (i + 1) * bs] for t in data)
