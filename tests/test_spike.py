@@ -233,7 +233,7 @@ def ema_reference(losses: Sequence[float], lr0: float, threshold: float, beta: f
 
 def test_step_interval_with_ema_baseline() -> None:
     steps = [1.0, 1.0, 1.05, 1.3, 1.2, 1.1, 1.4, 0.9, 0.8, 1.0, 0.9, 1.5]
-    spike = SpikeAdaptiveLR(interval="step", ema=0.8)
+    spike = SpikeAdaptiveLR(interval="step", detector="ratio", ema=0.8, reactions="backoff")
     recorder, _ = run_scripted(steps, spike, per_step=True, max_epochs=len(steps) // BATCHES)
     got = [row[0] for row in recorder.lrs]
     assert got == pytest.approx(ema_reference(steps, 0.1, 1.1, 0.8), rel=1e-15)
@@ -246,7 +246,7 @@ def test_step_interval_with_ema_baseline() -> None:
 
 def test_step_interval_counts_optimizer_steps_under_accumulation() -> None:
     steps = [1.0, 1.5, 1.5, 2.0]
-    spike = SpikeAdaptiveLR(interval="step")
+    spike = SpikeAdaptiveLR(interval="step", detector="ratio", reactions="backoff")
     recorder, _ = run_scripted(steps, spike, per_step=True, max_epochs=4, accumulate_grad_batches=2)
     # One optimizer step per epoch (2 batches, accumulate 2): one check per step, on the unscaled loss.
     assert [row[0] for row in recorder.lrs] == [0.1, 0.1, 0.05, 0.05]
