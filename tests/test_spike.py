@@ -20,44 +20,13 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lr_callbacks import SpikeAdaptiveLR
-from tiny import LRRecorder, TinyRegression, loader, tiny_trainer
+from spike_helpers import Scripted
+from tiny import LRRecorder, loader, tiny_trainer
 
 BATCHES = 2  # per epoch in the scripted runs: 16 samples, batch 8
 
 
 # --- helpers ---------------------------------------------------------------------------------------------
-
-
-class Scripted(TinyRegression):
-    """Tiny regression whose step loss is scripted per epoch (or per optimizer step).
-
-    ``mode="replace"``: the loss value is the script's (float64), with a zero-weight real loss so that the
-    optimizer still steps. ``mode="scale"``: the real MSE is multiplied by the script, so weights train.
-    """
-
-    def __init__(
-        self,
-        script: Sequence[float],
-        *,
-        mode: str = "replace",
-        per_step: bool = False,
-        log_as: str | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.script = list(script)
-        self.mode = mode
-        self.per_step = per_step
-        self.log_as = log_as
-
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        x, y = batch
-        mse = nn.functional.mse_loss(self(x), y).double()
-        value = self.script[self.trainer.global_step if self.per_step else self.current_epoch]
-        loss = 0.0 * mse + value if self.mode == "replace" else mse * value
-        if self.log_as:
-            self.log(self.log_as, torch.tensor(value, dtype=torch.float64), on_step=False, on_epoch=True)
-        return loss
 
 
 def seed_reference(losses: Sequence[float], lr0: float, threshold: float, shrink: float, floor: float) -> list[float]:
