@@ -9,6 +9,7 @@ SUITES = {
     "schedules": "per-step overhead of each schedule callback vs a bare Lightning step and a torch scheduler",
     "finder": "LR finder cost and quality vs Lightning's LearningRateFinder",
     "harness": "housing-task throughput vs bare Lightning and plain PyTorch; index slicing vs DataLoader",
+    "spikes": "SpikeAdaptiveLR on injected spikes vs clipping and Lightning's SpikeDetection; its per-step cost",
 }
 
 

@@ -112,8 +112,9 @@ class RatioDetector(SpikeDetector):
     def _tensors(self, device: torch.device) -> dict[str, torch.Tensor]:
         if self._t is None or self._t["b"].device != device:
             dtype = _dtype(device)
-            b = torch.tensor(0.0 if self.baseline is None else self.baseline, dtype=dtype, device=device)
-            has = torch.tensor(self.baseline is not None, device=device)
+            # torch.full fills on the device; torch.tensor(value, device=...) would copy from the host.
+            b = torch.full((), 0.0 if self.baseline is None else self.baseline, dtype=dtype, device=device)
+            has = torch.full((), self.baseline is not None, dtype=torch.bool, device=device)
             self._t = {"b": b, "has": has, "previous": b.clone(), "had": has.clone()}
         return self._t
 
@@ -219,9 +220,9 @@ class ZScoreDetector(SpikeDetector):
     def _tensors(self, device: torch.device) -> dict[str, torch.Tensor]:
         if self._t is None or self._t["m"].device != device:
             dtype = _dtype(device)
-            m = torch.tensor(self.mean, dtype=dtype, device=device)
-            v = torch.tensor(self.var, dtype=dtype, device=device)
-            n = torch.tensor(self.count, dtype=torch.int64, device=device)
+            m = torch.full((), self.mean, dtype=dtype, device=device)
+            v = torch.full((), self.var, dtype=dtype, device=device)
+            n = torch.full((), self.count, dtype=torch.int64, device=device)
             self._t = {"m": m, "v": v, "n": n}
         return self._t
 

@@ -56,6 +56,9 @@ class TrainingState:
         self._names: list[str] = []
         self._live_model: list[torch.Tensor] | None = None
         self._flat: list[torch.Tensor] | None = None
+        self._flat_for: list[torch.Tensor] | None = None
+        self._live: list[torch.Tensor] | None = None
+        self._signature: tuple[tuple[int, int], ...] = ()
         self._python_state = False
         self._scaler = True
 
@@ -64,6 +67,8 @@ class TrainingState:
     def forget_live(self) -> None:
         """Look the live tensors up again at the next capture (a new fit may hold new ones)."""
         self._live_model = None
+        self._live = None
+        self._flat_for = None
 
     def _model_tensors(self, trainer: pl.Trainer) -> list[torch.Tensor]:
         if self._live_model is None:
@@ -76,14 +81,19 @@ class TrainingState:
         """Copy the live state into this one: one ``_foreach_copy_`` while the structure is unchanged."""
         live = self.live_tensors(trainer)
         flat = self._flat
-        if flat is not None and len(flat) == len(live) and all(
-            c.shape == t.shape and c.dtype == t.dtype and c.device == t.device for c, t in zip(flat, live)
+        if flat is not None and (
+            live is self._flat_for
+            or (
+                len(flat) == len(live)
+                and all(c.shape == t.shape and c.dtype == t.dtype and c.device == t.device for c, t in zip(flat, live))
+            )
         ):
             torch._foreach_copy_(flat, live)
             if self._python_state:
                 self._copy_python_state(trainer)
         else:
             self._capture_anew(trainer, live)
+        self._flat_for = live
         if self._scaler:
             scaler = grad_scaler(trainer)
             self.scaler = scaler.state_dict() if scaler is not None else None
@@ -141,11 +151,20 @@ class TrainingState:
     # --- device path -----------------------------------------------------------------------------------
 
     def live_tensors(self, trainer: pl.Trainer) -> list[torch.Tensor]:
-        """Every live tensor this state covers, in the order of :meth:`copies`."""
+        """Every live tensor this state covers, in the order of :meth:`copies`.
+
+        The list is looked up again when an optimizer's state dict is replaced (``load_state_dict``) or gains
+        entries; otherwise its tensors are the ones torch optimizers update in place.
+        """
+        optimizers = trainer.optimizers
+        signature = tuple((id(opt.state), len(opt.state)) for opt in optimizers)
+        if self._live is not None and signature == self._signature:
+            return self._live
         out = list(self._model_tensors(trainer))
-        for opt in trainer.optimizers:
+        for opt in optimizers:
             for p in _params(opt):
                 out.extend(v for _, v in sorted((opt.state.get(p) or {}).items()) if isinstance(v, torch.Tensor))
+        self._live, self._signature = out, signature
         return out
 
     def copies(self) -> list[torch.Tensor]:

@@ -28,4 +28,4 @@ def test_schedule_benchmark_prints_a_ratio_row_per_schedule(capsys: pytest.Captu
 def test_unknown_suite_is_refused_with_the_choices(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         benchmark.main(["schedule"])
-    assert "choose from ['schedules', 'finder', 'harness']" in capsys.readouterr().err
+    assert "choose from ['schedules', 'finder', 'harness', 'spikes']" in capsys.readouterr().err
