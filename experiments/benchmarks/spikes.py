@@ -30,6 +30,7 @@ import argparse
 import itertools
 import math
 import statistics
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -234,17 +235,18 @@ def _cost_fit(make: Callable[[], Callback] | None, steps: int) -> tuple[float, f
         callback = make()
         total = timed_hooks(callback)
         callbacks.append(callback)
-    trainer = pl.Trainer(
-        max_epochs=1,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=callbacks,
-    )
-    with _timed_core_hook() as core:
+    with tempfile.TemporaryDirectory() as root, _timed_core_hook() as core:
+        trainer = pl.Trainer(
+            max_epochs=1,
+            accelerator="cpu",
+            devices=1,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            default_root_dir=root,
+            callbacks=callbacks,
+        )
         trainer.fit(_Tiny(), _Batches(batches))
     return clock.median_step(), total[0] / steps, core[0] / steps
 
