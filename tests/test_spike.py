@@ -223,6 +223,14 @@ def test_step_interval_counts_optimizer_steps_under_accumulation() -> None:
     assert spike.baseline == 2.0
 
 
+def test_epoch_mean_under_gradient_accumulation_is_the_mean_training_loss() -> None:
+    spike = SpikeAdaptiveLR()
+    recorder, _ = run_scripted([1.0, 1.5, 1.5, 2.0], spike, accumulate_grad_batches=2)
+    # Lightning hands back each loss divided by 2; the epoch value is still the script's.
+    assert spike.baseline == 2.0 and spike.spikes == [1, 3]
+    assert [row[0] for row in recorder.lrs] == [0.1, 0.1, 0.05, 0.05]
+
+
 def test_nan_counts_as_spike_and_never_reaches_the_lr() -> None:
     script = [1.0, 1.0, float("nan"), 1.05, 1.1, float("inf"), 1.0]
     spike = SpikeAdaptiveLR()

@@ -118,7 +118,9 @@ def test_device_statistics_equal_host_statistics_bitwise(kind: str) -> None:
         return RatioDetector(threshold=1.1, ema=0.5 if kind == "ratio-ema" else 0.0)
 
     host, device = make(), make()
-    values = torch.tensor(noisy_losses(seed=3), dtype=torch.float32)  # losses as a model returns them
+    losses = noisy_losses(seed=3)
+    losses[5] *= 30  # inside the z-score warmup: not a decision yet
+    values = torch.tensor(losses, dtype=torch.float32)  # losses as a model returns them
     host_flags = [host.check(x) for x in values.tolist()]
     device_flags = [bool(device.check_tensor(x)) for x in values]
     assert host_flags == device_flags and sum(host_flags) >= 3
@@ -326,6 +328,15 @@ def test_manual_optimization_reads_the_returned_loss_and_rolls_back() -> None:
     # Checked after the batch: the spiking batch's own update is undone (the copy is from after step 14).
     assert identical(probe.after[SPIKE_AT], probe.before[SPIKE_AT])
     assert [row[0] for row in probe.lrs] == [0.05] * (SPIKE_AT + 1) + [0.025] * (STEPS - SPIKE_AT - 1)
+
+
+def test_manual_optimization_epoch_rule_reads_the_returned_loss() -> None:
+    spike = SpikeAdaptiveLR()
+    probe = StepProbe()
+    model = ManualScripted([1.0, 1.5, 1.5, 2.0], mode="replace", base_lrs=(0.1,))
+    tiny_trainer([spike, probe], max_epochs=4).fit(model, loader(n=16, batch_size=8))
+    assert spike.spikes == [1, 3] and spike.baseline == 2.0
+    assert [row[0] for row in probe.lrs] == [0.1] * 4 + [0.05] * 4
 
 
 def test_manual_optimization_refuses_skip() -> None:
