@@ -61,16 +61,18 @@ class SpikeAdaptiveLR(Modifier):
       checkpoints, so it doubles their size. ``rollback=True`` adds this reaction.
     * ``"record"`` (step level): the batch indices of the spike are written to ``record_path`` (default
       ``<default_root_dir>/skip_batches.json``) as a JSON list, the format of Lightning's
-      :class:`~lightning.pytorch.callbacks.SpikeDetection`, so a restart can skip them; rollback adds the
-      batches of the undone step, as Lightning does. ``skip_batches_steps.json`` beside it lists each spike's
-      optimizer step, epoch, batches, value and reactions.
+      :class:`~lightning.pytorch.callbacks.SpikeDetection`, so a restart can skip them; with rollback the
+      batches of the step before are added too, as Lightning lists ``b-1, b``. (Indices count within their
+      epoch, as Lightning's do.) ``skip_batches_steps.json`` beside it lists each spike's optimizer step,
+      epoch, batches, value and reactions.
 
     **Non-finite values** (``nan_policy``): ``"spike"`` counts one as a spike and keeps it out of the
     statistics, ``"ignore"`` skips the check, ``"raise"`` raises. A NaN never reaches the LR.
 
-    **Distributed.** The value is reduced (mean) over ranks before the check, so every rank takes the same
+    **Distributed.** The value is reduced (mean) over ranks before the check (one all-reduce per step, which
+    hands every rank the same bits; epoch values are also broadcast from rank 0), so every rank takes the same
     decision from the same loss: the one the averaged gradient descends. A spike on one rank shows in that
-    mean divided by the world size.
+    mean divided by the world size. A mid-epoch checkpoint keeps the partial epoch sum of all ranks.
 
     **No host sync on accelerators.** With ``interval="step"`` and automatic optimization on a GPU, the
     statistic, the decision, ``"skip"`` and ``"rollback"`` stay on the device: the decision is a 0-d tensor
@@ -127,6 +129,12 @@ class SpikeAdaptiveLR(Modifier):
             1 on the CPU, ``log_every_n_steps`` elsewhere.
         snapshot_every: Refresh the rollback copy at calm checks whose index is a multiple of this, ``>= 1``;
             ``None``: 1 for epochs, :attr:`STEP_DEFAULTS` for steps.
+
+    Attributes:
+        spikes: ``t`` of every spike (epoch or optimizer-step index).
+        events: One dict per spike: step, epoch, batches, value, reactions taken.
+        steps_lost: Optimizer updates computed and then dropped (skip) or undone (rollback).
+        scales: The spike scale of each param group of each optimizer.
 
     Raises:
         ValueError: For an out-of-range number, an unknown name, or a reaction the interval cannot take.
