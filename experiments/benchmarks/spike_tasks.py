@@ -450,8 +450,7 @@ def run_lightning_restart(task: SpikeTask, injection: str, seed: int, every: int
                 break
             except TrainingSpikeException:
                 epoch = trainer.current_epoch
-                spiking = trainer.global_step - 1  # the spike's step, already applied
-                flags.append(epoch * n + loader.original(len(loader.yielded) - 1) if loader.yielded else spiking)
+                flags.append(epoch * n + loader.yielded[-1])  # the spiking batch (its update already applied)
                 with open(skip_file) as f:
                     listed = json.load(f)
                 for b in listed[-2:]:
