@@ -53,6 +53,9 @@ class RatioDetector(SpikeDetector):
         threshold: Ratio above which a value is a spike, ``> 1``.
         ema: Weight of the past in the baseline, in ``[0, 1)``; 0 is the previous value.
 
+    Raises:
+        ValueError: For a number out of its range; the message names the argument.
+
     Example:
         >>> d = RatioDetector(threshold=1.1)
         >>> [d.check(x) for x in (1.0, 1.05, 1.2, 1.2, float("nan"))]
@@ -155,13 +158,16 @@ class ZScoreDetector(SpikeDetector):
         ema: Weight of the past in the mean and variance, in ``(0, 1)``.
         warmup: Finite values seen before the first decision, ``>= 1``.
 
+    Raises:
+        ValueError: For a number out of its range; the message names the argument.
+
     Example:
         >>> d = ZScoreDetector(z=6.0, ema=0.9, warmup=5)
         >>> [d.check(x) for x in (1.0, 1.1, 0.9, 1.0, 1.05, 0.95, 50.0, 1.0)]
         [False, False, False, False, False, False, True, False]
     """
 
-    def __init__(self, z: float = 6.0, threshold: float = 1.1, ema: float = 0.98, warmup: int = 100) -> None:
+    def __init__(self, z: float = 6.0, threshold: float = 1.1, ema: float = 0.95, warmup: int = 50) -> None:
         self.z = check_number("z", z, gt=0)
         self.threshold = check_number("threshold", threshold, ge=1)
         self.ema = check_number("ema", ema, gt=0, lt=1)
