@@ -352,6 +352,19 @@ def test_works_without_a_logger() -> None:
         ({"rollback": "yes"}, "rollback"),
         ({"nan_policy": "zero"}, "nan_policy"),
         ({"monitor": ""}, "monitor"),
+        ({"detector": "mad"}, "detector"),
+        ({"z_threshold": 3.0}, "z_threshold"),  # applies to the z-score detector only
+        ({"warmup": 5}, "warmup"),
+        ({"interval": "step", "z_threshold": 0.0}, "z_threshold"),
+        ({"interval": "step", "warmup": 0}, "warmup"),
+        ({"interval": "step", "ema": 0.0}, "ema"),
+        ({"reactions": "restart"}, "reactions"),
+        ({"reactions": ("skip",)}, "reactions"),  # skip acts on steps
+        ({"reactions": "record"}, "reactions"),
+        ({"grad_norm": 1}, "grad_norm"),
+        ({"record_path": ""}, "record_path"),
+        ({"sync_every": 0}, "sync_every"),
+        ({"snapshot_every": 1.5}, "snapshot_every"),
     ],
 )
 def test_bad_arguments_name_the_argument(kwargs: dict[str, Any], name: str) -> None:
