@@ -152,6 +152,8 @@ class SpikeAdaptiveLR(Modifier):
         ('zscore', ('rollback', 'record'), 6.0, 0.95, 50, 10)
     """
 
+    # The factor moves at checks, not with t: the base hooks need not rewrite the LR every step for it.
+    _time_driven = False
     DECAYS: dict[str, float] = {"halve": 0.5, "sqrt": math.sqrt(0.5)}
     NAN_POLICIES = ("spike", "ignore", "raise")
     DETECTORS = ("ratio", "zscore")
@@ -247,8 +249,10 @@ class SpikeAdaptiveLR(Modifier):
         self._loss_count = 0
         self._loss_dtype: torch.dtype | None = None
         self._loss_reduced = False
-        # Step level: the optimizer-step counter (global_step, kept here: the trainer's is a chain of properties).
+        # Step level: the training-step index (batches that stepped an optimizer; under automatic optimization
+        # this is global_step). Counted here: the trainer's counters are chains of properties.
         self._step = 0
+        self._step_from_checkpoint: int | None = None
         self._steps_this_batch = 0
         self._step_loss: torch.Tensor | None = None
         self._step_count = 0
@@ -645,7 +649,11 @@ class SpikeAdaptiveLR(Modifier):
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._step = trainer.global_step
+        super().on_train_start(trainer, pl_module)
+        if self._step_from_checkpoint is not None:
+            self._step, self._step_from_checkpoint = self._step_from_checkpoint, None
+        else:
+            self._step = trainer.global_step if pl_module.automatic_optimization else 0
         if self._pending_state is not None:
             self._restore_pending(trainer)
         # The weights training starts from are the first "good" ones (after a resume, the checkpoint's copy).
@@ -657,15 +665,10 @@ class SpikeAdaptiveLR(Modifier):
             apply_lr(trainer)
 
     @override
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # The scale moves only at checks, which apply it themselves; nothing to write per epoch.
-        self._step = trainer.global_step
-
-    @override
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
-        # The scale moves only at checks, which apply it themselves; this only notes the batches of the step.
+        super().on_train_batch_start(trainer, pl_module, batch, batch_idx)
         if self.interval == "step":
-            self._window.append(batch_idx)
+            self._window.append(batch_idx)  # the batches of this step, for the record
 
     @override
     def on_before_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor) -> None:
@@ -726,8 +729,8 @@ class SpikeAdaptiveLR(Modifier):
             if self._select is not None or self._scaler_after_step is not None or self._on_device or self._apply_after_step:
                 self._after_step(trainer)
         else:
-            self._check_after_step(trainer, outputs, self._step + stepped - 1, self._step + stepped)
-        self._step += stepped
+            self._check_after_step(trainer, outputs, self._step, trainer.global_step)
+        self._step += 1
         self._previous_window, self._window = self._window, []
 
     def _after_step(self, trainer: pl.Trainer) -> None:
@@ -802,6 +805,7 @@ class SpikeAdaptiveLR(Modifier):
             "loss_sum": None if loss_sum is None else float(loss_sum),
             "loss_dtype": None if loss_sum is None else str(loss_sum.dtype).removeprefix("torch."),
             "loss_count": self._loss_count,
+            "step": self._step,
         }
 
     @override
@@ -840,6 +844,7 @@ class SpikeAdaptiveLR(Modifier):
         self._loss_sum = None if loss_sum is None else torch.tensor(loss_sum, dtype=self._loss_dtype or torch.float64)
         self._loss_count = state_dict.get("loss_count", self._loss_count)
         self._loss_reduced = bool(state_dict.get("loss_reduced", False))
+        self._step_from_checkpoint = state_dict.get("step")
 
     def _restore_pending(self, trainer: pl.Trainer) -> None:
         pending, self._pending_state = self._pending_state, None

@@ -384,8 +384,9 @@ def test_two_optimizers_share_the_decision() -> None:
     probe = StepProbe()
     torch.manual_seed(0)
     tiny_trainer([spike, probe], max_epochs=12).fit(TwoOptimizers(script()), loader(n=16, batch_size=8))
-    # global_step counts both optimizers' steps: the batch of step pair (30, 31) spiked; t is its last step.
-    assert spike.spikes == [2 * SPIKE_AT + 1]
+    # t counts training steps (batches), as `interval="step"` does under manual optimization, while
+    # global_step counts both optimizers' steps: batch 15 (optimizer steps 30 and 31) spiked.
+    assert spike.spikes == [SPIKE_AT] and spike.events[0]["step"] == SPIKE_AT
     assert probe.lrs[2 * (SPIKE_AT + 1)] == [0.05, 0.005] and probe.lrs[2 * SPIKE_AT] == [0.1, 0.01]
 
 
