@@ -110,11 +110,19 @@ class SpikeAdaptiveLRConf:
     decay: Any = "halve"  # "halve", "sqrt" or a float factor
     min_lr: float = 1e-6
     interval: str = "epoch"
+    detector: Optional[str] = None
+    z_threshold: Optional[float] = None
     ema: Optional[float] = None
+    warmup: Optional[int] = None
+    reactions: Any = None  # None (the interval's defaults), a name or a list of names
     recovery_patience: Optional[int] = None
     recovery_factor: float = 2.0
     rollback: bool = False
     nan_policy: str = "spike"
+    grad_norm: bool = False
+    record_path: Optional[str] = None
+    sync_every: Optional[int] = None
+    snapshot_every: Optional[int] = None
 
 
 @dataclass

@@ -139,7 +139,7 @@ class _Spiky(TinyRegression):
 SPIKY = {0: 1.0, 1: 30.0, 2: 60.0, 3: 1.0}
 SPIKE_CASES: dict[str, Callable[[], list[Callback]]] = {
     "spike": lambda: [SpikeAdaptiveLR()],
-    "spike-step-ema": lambda: [SpikeAdaptiveLR(interval="step", ema=0.5, threshold=1.05)],
+    "spike-step-ema": lambda: [SpikeAdaptiveLR(interval="step", detector="ratio", reactions="backoff", ema=0.5, threshold=1.05)],
     "spike-rollback": lambda: [SpikeAdaptiveLR(rollback=True)],
     "four": lambda: [
         CosineAnnealing(T_max=20, interval="step"),

@@ -20,44 +20,13 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lr_callbacks import SpikeAdaptiveLR
-from tiny import LRRecorder, TinyRegression, loader, tiny_trainer
+from spike_helpers import Scripted
+from tiny import LRRecorder, loader, tiny_trainer
 
 BATCHES = 2  # per epoch in the scripted runs: 16 samples, batch 8
 
 
 # --- helpers ---------------------------------------------------------------------------------------------
-
-
-class Scripted(TinyRegression):
-    """Tiny regression whose step loss is scripted per epoch (or per optimizer step).
-
-    ``mode="replace"``: the loss value is the script's (float64), with a zero-weight real loss so that the
-    optimizer still steps. ``mode="scale"``: the real MSE is multiplied by the script, so weights train.
-    """
-
-    def __init__(
-        self,
-        script: Sequence[float],
-        *,
-        mode: str = "replace",
-        per_step: bool = False,
-        log_as: str | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.script = list(script)
-        self.mode = mode
-        self.per_step = per_step
-        self.log_as = log_as
-
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        x, y = batch
-        mse = nn.functional.mse_loss(self(x), y).double()
-        value = self.script[self.trainer.global_step if self.per_step else self.current_epoch]
-        loss = 0.0 * mse + value if self.mode == "replace" else mse * value
-        if self.log_as:
-            self.log(self.log_as, torch.tensor(value, dtype=torch.float64), on_step=False, on_epoch=True)
-        return loss
 
 
 def seed_reference(losses: Sequence[float], lr0: float, threshold: float, shrink: float, floor: float) -> list[float]:
@@ -233,7 +202,7 @@ def ema_reference(losses: Sequence[float], lr0: float, threshold: float, beta: f
 
 def test_step_interval_with_ema_baseline() -> None:
     steps = [1.0, 1.0, 1.05, 1.3, 1.2, 1.1, 1.4, 0.9, 0.8, 1.0, 0.9, 1.5]
-    spike = SpikeAdaptiveLR(interval="step", ema=0.8)
+    spike = SpikeAdaptiveLR(interval="step", detector="ratio", ema=0.8, reactions="backoff")
     recorder, _ = run_scripted(steps, spike, per_step=True, max_epochs=len(steps) // BATCHES)
     got = [row[0] for row in recorder.lrs]
     assert got == pytest.approx(ema_reference(steps, 0.1, 1.1, 0.8), rel=1e-15)
@@ -246,12 +215,20 @@ def test_step_interval_with_ema_baseline() -> None:
 
 def test_step_interval_counts_optimizer_steps_under_accumulation() -> None:
     steps = [1.0, 1.5, 1.5, 2.0]
-    spike = SpikeAdaptiveLR(interval="step")
+    spike = SpikeAdaptiveLR(interval="step", detector="ratio", reactions="backoff")
     recorder, _ = run_scripted(steps, spike, per_step=True, max_epochs=4, accumulate_grad_batches=2)
     # One optimizer step per epoch (2 batches, accumulate 2): one check per step, on the unscaled loss.
     assert [row[0] for row in recorder.lrs] == [0.1, 0.1, 0.05, 0.05]
     assert spike.spikes == [1, 3]
     assert spike.baseline == 2.0
+
+
+def test_epoch_mean_under_gradient_accumulation_is_the_mean_training_loss() -> None:
+    spike = SpikeAdaptiveLR()
+    recorder, _ = run_scripted([1.0, 1.5, 1.5, 2.0], spike, accumulate_grad_batches=2)
+    # Lightning hands back each loss divided by 2; the epoch value is still the script's.
+    assert spike.baseline == 2.0 and spike.spikes == [1, 3]
+    assert [row[0] for row in recorder.lrs] == [0.1, 0.1, 0.05, 0.05]
 
 
 def test_nan_counts_as_spike_and_never_reaches_the_lr() -> None:
@@ -375,6 +352,19 @@ def test_works_without_a_logger() -> None:
         ({"rollback": "yes"}, "rollback"),
         ({"nan_policy": "zero"}, "nan_policy"),
         ({"monitor": ""}, "monitor"),
+        ({"detector": "mad"}, "detector"),
+        ({"z_threshold": 3.0}, "z_threshold"),  # applies to the z-score detector only
+        ({"warmup": 5}, "warmup"),
+        ({"interval": "step", "z_threshold": 0.0}, "z_threshold"),
+        ({"interval": "step", "warmup": 0}, "warmup"),
+        ({"interval": "step", "ema": 0.0}, "ema"),
+        ({"reactions": "restart"}, "reactions"),
+        ({"reactions": ("skip",)}, "reactions"),  # skip acts on steps
+        ({"reactions": "record"}, "reactions"),
+        ({"grad_norm": 1}, "grad_norm"),
+        ({"record_path": ""}, "record_path"),
+        ({"sync_every": 0}, "sync_every"),
+        ({"snapshot_every": 1.5}, "snapshot_every"),
     ],
 )
 def test_bad_arguments_name_the_argument(kwargs: dict[str, Any], name: str) -> None:

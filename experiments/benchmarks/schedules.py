@@ -120,6 +120,8 @@ class HookTimer:
         """Nanoseconds in the hooks, each call clipped at ``CLIP`` x the median call of its hook."""
         total = 0
         for durations in self.durations.values():
+            if not durations:
+                continue  # a hook the fit never called (e.g. on_save_checkpoint without checkpoints)
             cap = self.CLIP * statistics.median(durations)
             total += sum(min(d, cap) for d in durations)
         return total
