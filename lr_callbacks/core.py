@@ -28,7 +28,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
@@ -40,7 +40,9 @@ from lr_callbacks._checks import check_choice
 if TYPE_CHECKING:
     from torch.optim import Optimizer
 
-INTERVALS = ("epoch", "step")
+#: What ``t`` counts; a ``Literal`` so that LightningCLI (jsonargparse) checks it when parsing.
+Interval = Literal["epoch", "step"]
+INTERVALS: tuple[str, ...] = get_args(Interval)
 
 
 class LRContributor(Callback):
@@ -71,7 +73,7 @@ class LRContributor(Callback):
     _time_driven: bool = True
     _plan: LRPlan | None = None
 
-    def __init__(self, interval: str = "epoch") -> None:
+    def __init__(self, interval: Interval = "epoch") -> None:
         self.interval = check_choice("interval", interval, INTERVALS)
         self._t: float = 0.0
 
