@@ -128,9 +128,10 @@ class ReduceOnPlateau(Schedule):
             return True
         return False
 
-    def _reduce(self, trainer: pl.Trainer) -> None:
+    def _reduce(self, bases: Sequence[Sequence[float]]) -> None:
+        """Multiply every group's LR by ``factor`` (floored at ``min_lr``); the first reduction starts from ``bases``."""
         if self.lrs is None:
-            self.lrs = [[g["initial_lr"] for g in opt.param_groups] for opt in trainer.optimizers]
+            self.lrs = [list(row) for row in bases]
         for lrs in self.lrs:
             floors = per_group("min_lr", self.min_lr, len(lrs))
             for g, old in enumerate(lrs):
@@ -153,8 +154,15 @@ class ReduceOnPlateau(Schedule):
             self.load_state_dict(trainer.strategy.broadcast(self.state_dict()))
             reduce = bool(trainer.strategy.broadcast(reduce))
         if reduce:
-            self._reduce(trainer)
+            self._reduce([[g["initial_lr"] for g in opt.param_groups] for opt in trainer.optimizers])
             apply_lr(trainer)
+
+    @override
+    def _replay_check(self, value: float, bases: Sequence[Sequence[float]]) -> bool:
+        reduce = self.observe(value)
+        if reduce:
+            self._reduce(bases)
+        return reduce
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

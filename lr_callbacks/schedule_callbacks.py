@@ -333,7 +333,12 @@ class OneCycle(_ClosedFormSchedule):
     @override
     def _prepare(self, trainer: pl.Trainer) -> None:
         if self.total_steps is None:
-            estimate = trainer.estimated_stepping_batches if self.interval == "step" else trainer.max_epochs
+            self._set_run_length(trainer.estimated_stepping_batches, trainer.max_epochs)
+
+    @override
+    def _set_run_length(self, steps: float, epochs: float) -> None:
+        if self.total_steps is None:
+            estimate = steps if self.interval == "step" else epochs
             if estimate is None or estimate == float("inf") or estimate < 2:
                 raise ValueError(
                     f"`total_steps=None` needs a finite length of at least 2 {self.interval}s from the trainer "
