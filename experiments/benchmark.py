@@ -11,6 +11,7 @@ SUITES = {
     "schedules": "time in the LR callbacks' hooks per step, and whole-step ratios against empty callbacks",
     "finder": "LR finder cost and quality vs Lightning's LearningRateFinder",
     "harness": "housing-task throughput vs bare Lightning and plain PyTorch; index slicing vs DataLoader",
+    "preview": "wall time of lr_callbacks.preview over 100k training steps",
 }
 
 

@@ -109,3 +109,19 @@ def test_argparse_refuses_bad_options(capsys: pytest.CaptureFixture[str]) -> Non
         script.main(["--batches-per-epoch", "0"])
     assert stop.value.code == EXIT_BAD_ARGUMENT
     assert "argument --batches-per-epoch: must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_the_preview_benchmark_prints_a_time_per_configuration(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from experiments import benchmark
+    from experiments.benchmarks import preview as suite
+
+    monkeypatch.setattr(suite, "STEPS", 2_000)  # the suite's figure is for 100k steps; here, the table alone
+    benchmark.main(["preview", "--repeats", "1"])
+    out = capsys.readouterr().out
+    assert "preview of 2000 training steps, 2 param groups (median of 1):" in out
+    for name in suite.CONFIGURATIONS:
+        row = re.search(rf"^{re.escape(name)}\s+([0-9.]+)\s+([0-9.]+)$", out, flags=re.MULTILINE)
+        assert row is not None, out
+        assert float(row.group(1)) > 0 and float(row.group(2)) > 0
