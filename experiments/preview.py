@@ -125,6 +125,9 @@ def parse_metrics(values: Sequence[str]) -> list[float] | dict[str, list[float]]
 
     Raises:
         BadArgument: On a value that is not a number, or on a mix of named and unnamed values.
+
+    >>> parse_metrics(["1,0.5"]), parse_metrics(["val_loss=1,0.5", "acc=0.2,0.3"]), parse_metrics([])
+    ([1.0, 0.5], {'val_loss': [1.0, 0.5], 'acc': [0.2, 0.3]}, None)
     """
     named: dict[str, list[float]] = {}
     unnamed: list[float] | None = None
@@ -182,9 +185,10 @@ def summary(result: LRPreview, callbacks: Sequence[Callback], length: RunLength)
     batches = f"{length.batches_per_epoch} batches ({src['batches']})"
     if length.accumulate_grad_batches > 1:
         batches += f" / accumulate_grad_batches={length.accumulate_grad_batches}"
+    cut = " (trainer.max_steps)" if result.steps < length.epochs * result.steps_per_epoch else ""
     lines.append(
         f"run: {length.epochs} epochs ({src['epochs']}) x {result.steps_per_epoch} steps per epoch [{batches}]"
-        f" = {result.steps} training steps{' (trainer.max_steps)' if result.steps < length.epochs * result.steps_per_epoch else ''}"
+        f" = {result.steps} training steps{cut}"
     )
     lines.append(f"base LR: {length.base_lr:g} ({src['base_lr']})")
     lrs = result.series()
@@ -223,12 +227,14 @@ def write_figure(result: LRPreview, out: Path, tensorboard: Path | None = None) 
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Console entry point: ``lr-preview [OVERRIDE ...] [--out PNG] [--batches-per-epoch N] [--base-lr LR] [--metric ...]``."""
-    parser = argparse.ArgumentParser(prog="lr-preview", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("overrides", nargs="*", metavar="OVERRIDE", help="Hydra overrides of conf/train.yaml, as for lr-train")
+    """Console entry point: ``lr-preview [OVERRIDE ...] [--out PNG] [--batches-per-epoch N] [--base-lr LR] ...``."""
+    parser = argparse.ArgumentParser(
+        prog="lr-preview", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("overrides", nargs="*", metavar="OVERRIDE", help="Hydra overrides of conf/train.yaml (lr-train's)")
     parser.add_argument("--out", type=Path, default=Path("lr_preview.png"), help="the PNG to write (default: %(default)s)")
-    parser.add_argument("--batches-per-epoch", type=at_least(1), help="training batches per epoch; default: the data module's")
-    parser.add_argument("--base-lr", type=float, help="base LR; default: optimizer.lr")
+    parser.add_argument("--batches-per-epoch", type=at_least(1), help="training batches per epoch (default: the data's)")
+    parser.add_argument("--base-lr", type=float, help="base LR (default: optimizer.lr)")
     parser.add_argument("--metric", action="append", default=[], metavar="[NAME=]V1,V2,...",
                         help="values a data-driven callback checks, one per check (per epoch, or per step with "
                              "interval=step); NAME is its monitor; repeat for several")  # fmt: skip

@@ -45,6 +45,13 @@ class LRPreview:
         steps_per_epoch: Training (optimizer) steps per epoch.
         epochs: Epochs of the run (the last one may be cut short by ``max_steps``).
         unforeseen: One message per callback whose effect the preview could not foresee (held flat instead).
+
+    Example::
+
+        >>> from lr_callbacks import StepDecay, preview
+        >>> lrs = preview([StepDecay(step_size=1, gamma=0.5)], epochs=3, steps_per_epoch=2, base_lrs=[0.1, 0.02])
+        >>> lrs.steps, lrs.series(optimizer=0, group=1)
+        (6, [0.02, 0.02, 0.01, 0.01, 0.005, 0.005])
     """
 
     lrs: list[list[list[float]]]
@@ -70,7 +77,9 @@ class LRPreview:
             for g in range(n)
         ]
 
-    def plot(self, path: str | os.PathLike | None = None, logger: Logger | None = None, ax: Axes | None = None) -> Figure:
+    def plot(
+        self, path: str | os.PathLike | None = None, logger: Logger | None = None, ax: Axes | None = None
+    ) -> Figure:
         """Draw every group's LR against the training step (epochs on the top axis).
 
         Args:
@@ -90,7 +99,8 @@ class LRPreview:
             experiment = getattr(logger, "experiment", None)
             if not hasattr(experiment, "add_figure"):
                 raise ValueError(
-                    f"`logger` must be a TensorBoard logger (its `experiment` has `add_figure`), got {type(logger).__name__}."
+                    "`logger` must be a TensorBoard logger (its `experiment` has `add_figure`), "
+                    f"got {type(logger).__name__}."
                 )
         if not _MATPLOTLIB_AVAILABLE:
             raise ModuleNotFoundError("`LRPreview.plot` needs matplotlib: `pip install matplotlib`.")
@@ -212,16 +222,14 @@ def preview(
 
     unforeseen = [_finder_note(cb) for cb in callbacks if isinstance(cb, LRFinder)]
     timed = [c for c in contributors if not _data_driven(c)]
-    replays: list[tuple[LRContributor, Sequence[float]]] = []
-    for contributor in contributors:
-        if not _data_driven(contributor):
-            continue
+    replays: list[tuple[LRContributor, list[float]]] = []
+    for contributor in (c for c in contributors if _data_driven(c)):
         checks = total if contributor.interval == "step" else total // per_epoch
-        script, note = _script(contributor, metrics, checks)
-        if note is None and script is not None:
-            replays.append((contributor, script))
+        script = _script(contributor, metrics, checks)
+        if isinstance(script, str):
+            unforeseen.append(script)
         else:
-            unforeseen.append(note or "")
+            replays.append((contributor, script))
     for note in unforeseen:
         warnings.warn(note, UserWarning, stacklevel=2)
 
@@ -233,9 +241,9 @@ def preview(
         epoch_ends = (k + 1) % per_epoch == 0
         for contributor, script in replays:
             if contributor.interval == "step":
-                contributor._replay_check(float(script[k]), bases)
+                contributor._replay_check(script[k], bases)
             elif epoch_ends:
-                contributor._replay_check(float(script[k // per_epoch]), bases)
+                contributor._replay_check(script[k // per_epoch], bases)
     return LRPreview(lrs=lrs, steps_per_epoch=per_epoch, epochs=epochs, unforeseen=unforeseen)
 
 
@@ -247,7 +255,9 @@ def _data_driven(contributor: LRContributor) -> bool:
 
 def _base_lrs(base_lrs: Any) -> list[list[float]]:
     """``base_lrs`` as one row per optimizer."""
-    wanted = "a finite number, a sequence of them (one per param group) or a sequence of such sequences (one per optimizer)"
+    wanted = (
+        "a finite number, a sequence of them (one per param group) or a sequence of such sequences (one per optimizer)"
+    )
     if isinstance(base_lrs, (int, float)) and not isinstance(base_lrs, bool):
         rows: Any = [[base_lrs]]
     elif isinstance(base_lrs, Sequence) and base_lrs and all(isinstance(v, (int, float)) for v in base_lrs):
@@ -264,33 +274,35 @@ def _base_lrs(base_lrs: Any) -> list[list[float]]:
     return [[float(v) for v in row] for row in rows]
 
 
-def _script(
-    contributor: LRContributor, metrics: Sequence[float] | Mapping[str, Sequence[float]] | None, checks: int
-) -> tuple[Sequence[float] | None, str | None]:
+def _script(contributor: LRContributor, metrics: Any, checks: int) -> list[float] | str:
     """The scripted values a data-driven contributor checks, or a note saying why it cannot be foreseen."""
     name = type(contributor).__name__
     key = getattr(contributor, "monitor", None) or LOSS
     per = "step" if contributor.interval == "step" else "epoch"
     if type(contributor)._replay_check is LRContributor._replay_check:
-        return None, (
+        return (
             f"{name}(monitor={getattr(contributor, 'monitor', None)!r}) cannot be foreseen yet: it has no check to "
             "replay without a trainer. The preview holds its contribution where it starts (no change)."
         )
     script = metrics.get(key) if isinstance(metrics, Mapping) else metrics
     if script is None:
-        return None, (
+        return (
             f"{name}(monitor={key!r}) cannot be foreseen without its metric: pass `metrics` with {checks} value(s), "
             f"one per {per} (e.g. metrics={{{key!r}: [...]}}). The preview holds its contribution where it starts "
             "(no change)."
         )
-    if isinstance(script, (str, bytes)) or not isinstance(script, Sequence):
-        raise ValueError(f"`metrics` must give a sequence of numbers for {key!r}, got {script!r}.")
-    if len(script) < checks:
+    try:
+        if isinstance(script, (str, bytes)):
+            raise TypeError
+        values = [float(v) for v in script]  # also an array or a tensor
+    except (TypeError, ValueError):
+        raise ValueError(f"`metrics` must give a sequence of numbers for {key!r}, got {script!r}.") from None
+    if len(values) < checks:
         raise ValueError(
-            f"`metrics` gives {len(script)} value(s) for {name}(monitor={key!r}), which checks once per {per}: "
+            f"`metrics` gives {len(values)} value(s) for {name}(monitor={key!r}), which checks once per {per}: "
             f"{checks} needed."
         )
-    return script, None
+    return values
 
 
 def _finder_note(finder: LRFinder) -> str:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import inspect
 import json
-import re
 import math
+import re
 import sys
 import typing
 from collections.abc import Callable

@@ -134,7 +134,7 @@ def _plateau(interval: str) -> list[Callback]:
     return [
         ReduceOnPlateau("train_loss", mode="max", factor=0.5, patience=0 if interval == "epoch" else 3,
                         min_lr=[0.01, 0.004], interval=interval),
-        Warmup(duration=6, start_factor=0.5),
+        Warmup(duration=20, start_factor=0.5),  # still ramping at the first reductions
     ]  # fmt: skip
 
 
@@ -146,7 +146,7 @@ def test_plateau_with_the_metric_the_run_logged_is_the_run(interval: str) -> Non
     foreseen = preview(_plateau(interval), epochs=5, steps_per_epoch=BATCHES, base_lrs=BASES, metrics={"train_loss": metric.values})
     assert [row[0] for row in foreseen.lrs] == recorder.lrs
     assert foreseen.unforeseen == []
-    assert len(set(foreseen.series(0, 0)[6:])) >= 3  # the LR was reduced, twice at least
+    assert foreseen.series(0, 0)[-1] <= BASES[0] * 0.5**2  # reduced twice at least
 
 
 def test_plateau_reduces_as_torch_would_on_a_scripted_metric() -> None:

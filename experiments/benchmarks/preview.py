@@ -41,7 +41,8 @@ def time_preview(make: Callable[[], tuple[list[Callback], dict[str, Any]]], repe
     for _ in range(repeats):
         callbacks, kwargs = make()
         start = time.perf_counter()
-        result = preview(callbacks, epochs=STEPS // STEPS_PER_EPOCH, steps_per_epoch=STEPS_PER_EPOCH, base_lrs=BASE_LRS, **kwargs)
+        epochs = STEPS // STEPS_PER_EPOCH
+        result = preview(callbacks, epochs=epochs, steps_per_epoch=STEPS_PER_EPOCH, base_lrs=BASE_LRS, **kwargs)
         times.append(time.perf_counter() - start)
         assert result.steps == STEPS
     return statistics.median(times)
