@@ -4,14 +4,15 @@ It composes ``conf/train.yaml`` with the same overrides as ``lr-train``, builds 
 ``instantiate``, and hands them to :func:`lr_callbacks.preview`:
 
     lr-preview 'callbacks=[warmup,cosine_annealing]' trainer.max_epochs=50
-    lr-preview experiment=housing_sgd 'callbacks=[reduce_on_plateau]' --metric 1,0.9,0.9,0.9 --out plateau.png
+    lr-preview experiment=housing_sgd trainer.max_epochs=4 'callbacks=[reduce_on_plateau]' --metric 1,0.9,0.9,0.9
 
 The run's length comes from the composed config: epochs from ``trainer.max_epochs`` (cut by
-``trainer.max_steps``), training batches per epoch from the data module (its train loader's length, after
-``trainer.limit_train_batches``; ``--batches-per-epoch`` instead), steps per epoch after
-``trainer.accumulate_grad_batches``, and the base LR from ``optimizer.lr`` (``--base-lr`` instead). It
-writes the plot as a PNG (``--out``) and prints a short summary. Data-driven callbacks (``ReduceOnPlateau``)
-follow the values of ``--metric``, one per check; without them they are held flat, and the summary says so.
+``trainer.max_steps``), training batches per epoch from the data module (its train loader's length after
+``trainer.limit_train_batches``, as one process sees it; ``--batches-per-epoch`` instead, e.g. for one
+process's share under DDP), steps per epoch after ``trainer.accumulate_grad_batches``, and the base LR from
+``optimizer.lr`` (``--base-lr`` instead). It writes the plot as a PNG (``--out``) and prints a short summary.
+Data-driven callbacks (``ReduceOnPlateau``) follow the values of ``--metric``, one per check; without them
+they are held flat, and the summary says so.
 """
 
 from __future__ import annotations
