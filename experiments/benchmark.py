@@ -12,6 +12,7 @@ SUITES = {
     "finder": "LR finder cost and quality vs Lightning's LearningRateFinder",
     "harness": "housing-task throughput vs bare Lightning and plain PyTorch; index slicing vs DataLoader",
     "spikes": "SpikeAdaptiveLR on injected spikes vs clipping and Lightning's SpikeDetection; its per-step cost",
+    "preview": "wall time of lr_callbacks.preview over 100k training steps",
 }
 
 

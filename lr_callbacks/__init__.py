@@ -7,6 +7,7 @@ Every callback follows one rule (see :mod:`lr_callbacks.core`)::
 
 from lr_callbacks.core import LRContributor, Modifier, Schedule
 from lr_callbacks.finder import LRFinder, LRFinderResult
+from lr_callbacks.lr_preview import LRPreview, preview
 from lr_callbacks.plateau import ReduceOnPlateau
 from lr_callbacks.schedule_callbacks import (
     CosineAnnealing,
@@ -28,6 +29,7 @@ __all__ = [
     "LRContributor",
     "LRFinder",
     "LRFinderResult",
+    "LRPreview",
     "Modifier",
     "OneCycle",
     "ReduceOnPlateau",
@@ -36,4 +38,5 @@ __all__ = [
     "SpikeAdaptiveLR",
     "StepDecay",
     "Warmup",
+    "preview",
 ]

@@ -28,7 +28,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
@@ -40,7 +40,9 @@ from lr_callbacks._checks import check_choice
 if TYPE_CHECKING:
     from torch.optim import Optimizer
 
-INTERVALS = ("epoch", "step")
+#: What ``t`` counts; a ``Literal`` so that LightningCLI (jsonargparse) checks it when parsing.
+Interval = Literal["epoch", "step"]
+INTERVALS: tuple[str, ...] = get_args(Interval)
 
 
 class LRContributor(Callback):
@@ -71,7 +73,7 @@ class LRContributor(Callback):
     _time_driven: bool = True
     _plan: LRPlan | None = None
 
-    def __init__(self, interval: str = "epoch") -> None:
+    def __init__(self, interval: Interval = "epoch") -> None:
         self.interval = check_choice("interval", interval, INTERVALS)
         self._t: float = 0.0
 
@@ -118,6 +120,29 @@ class LRContributor(Callback):
         ``trainer.estimated_stepping_batches`` in ``on_fit_start`` would set the dataloader up before
         Lightning restores its position, and a resumed run would start the epoch over).
         """
+
+    def _set_run_length(self, steps: float, epochs: float) -> None:
+        """Learn the length of the run, for a contribution that depends on it (a no-op here).
+
+        Args:
+            steps: Training steps of the whole run (``trainer.estimated_stepping_batches``).
+            epochs: Epochs of the run (``trainer.max_epochs``).
+        """
+
+    def _replay_check(self, value: float, bases: Sequence[Sequence[float]]) -> bool:
+        """Take one value of the monitored quantity as the fit's check would, with no trainer (for a preview).
+
+        Data-driven contributors that can be foreseen implement it with the same decision code their check
+        uses; :func:`lr_callbacks.preview` reports the others as unforeseeable.
+
+        Args:
+            value: The monitored value at this check.
+            bases: Base LR of each param group, one row per optimizer.
+
+        Returns:
+            Whether the contribution changed.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot replay its check without a trainer.")
 
     # --- hooks --------------------------------------------------------------------------------------
 
@@ -386,18 +411,27 @@ def check_lr_setup(trainer: pl.Trainer) -> None:
         MisconfigurationException: For two schedule callbacks, or for any of our callbacks beside a torch
             LR scheduler returned from ``configure_optimizers``.
     """
-    schedules = [type(cb).__name__ for cb in trainer.callbacks if isinstance(cb, Schedule)]
-    if len(schedules) > 1:
-        raise MisconfigurationException(
-            f"At most one schedule callback may drive an optimizer, got {schedules}. "
-            "Keep one schedule and express the rest as modifiers (Warmup, SpikeAdaptiveLR, SignAlternation)."
-        )
+    check_one_schedule(trainer.callbacks)
     if trainer.lr_scheduler_configs:
         torch_schedulers = [type(c.scheduler).__name__ for c in trainer.lr_scheduler_configs]
         ours = [type(cb).__name__ for cb in lr_contributors(trainer)]
         raise MisconfigurationException(
             f"`configure_optimizers` returned torch LR scheduler(s) {torch_schedulers}, but {ours} also set the LR. "
             "Both would write `param_group['lr']`; return only the optimizer and use a schedule callback instead."
+        )
+
+
+def check_one_schedule(callbacks: Sequence[Callback]) -> None:
+    """Raise if more than one of ``callbacks`` is a :class:`Schedule`.
+
+    Raises:
+        MisconfigurationException: For two schedule callbacks.
+    """
+    schedules = [type(cb).__name__ for cb in callbacks if isinstance(cb, Schedule)]
+    if len(schedules) > 1:
+        raise MisconfigurationException(
+            f"At most one schedule callback may drive an optimizer, got {schedules}. "
+            "Keep one schedule and express the rest as modifiers (Warmup, SpikeAdaptiveLR, SignAlternation)."
         )
 
 

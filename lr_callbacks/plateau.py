@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal, get_args
 
 import lightning.pytorch as pl
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
@@ -12,7 +12,10 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from typing_extensions import override
 
 from lr_callbacks._checks import check_choice, check_number, per_group
-from lr_callbacks.core import Schedule, apply_lr
+from lr_callbacks.core import Interval, Schedule, apply_lr
+
+Mode = Literal["min", "max"]
+ThresholdMode = Literal["rel", "abs"]
 
 
 class ReduceOnPlateau(Schedule):
@@ -54,22 +57,22 @@ class ReduceOnPlateau(Schedule):
         ReduceOnPlateau(monitor='val_loss', mode='min', factor=0.5, patience=5)
     """
 
-    MODES = ("min", "max")
-    THRESHOLD_MODES = ("rel", "abs")
+    MODES: tuple[str, ...] = get_args(Mode)
+    THRESHOLD_MODES: tuple[str, ...] = get_args(ThresholdMode)
     _time_driven = False
 
     def __init__(
         self,
         monitor: str,
-        mode: str = "min",
+        mode: Mode = "min",
         factor: float = 0.1,
         patience: int = 10,
         threshold: float = 1e-4,
-        threshold_mode: str = "rel",
+        threshold_mode: ThresholdMode = "rel",
         cooldown: int = 0,
         min_lr: float | Sequence[float] = 0.0,
         eps: float = 1e-8,
-        interval: str = "epoch",
+        interval: Interval = "epoch",
     ) -> None:
         super().__init__(interval)
         if not isinstance(monitor, str) or not monitor:
@@ -125,9 +128,10 @@ class ReduceOnPlateau(Schedule):
             return True
         return False
 
-    def _reduce(self, trainer: pl.Trainer) -> None:
+    def _reduce(self, bases: Sequence[Sequence[float]]) -> None:
+        """Multiply every group's LR by ``factor`` (floored at ``min_lr``); the first reduction starts from ``bases``."""
         if self.lrs is None:
-            self.lrs = [[g["initial_lr"] for g in opt.param_groups] for opt in trainer.optimizers]
+            self.lrs = [list(row) for row in bases]
         for lrs in self.lrs:
             floors = per_group("min_lr", self.min_lr, len(lrs))
             for g, old in enumerate(lrs):
@@ -150,8 +154,15 @@ class ReduceOnPlateau(Schedule):
             self.load_state_dict(trainer.strategy.broadcast(self.state_dict()))
             reduce = bool(trainer.strategy.broadcast(reduce))
         if reduce:
-            self._reduce(trainer)
+            self._reduce([[g["initial_lr"] for g in opt.param_groups] for opt in trainer.optimizers])
             apply_lr(trainer)
+
+    @override
+    def _replay_check(self, value: float, bases: Sequence[Sequence[float]]) -> bool:
+        reduce = self.observe(value)
+        if reduce:
+            self._reduce(bases)
+        return reduce
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

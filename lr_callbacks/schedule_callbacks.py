@@ -11,7 +11,8 @@ from typing_extensions import override
 
 from lr_callbacks import schedules
 from lr_callbacks._checks import check_choice, check_number, per_group
-from lr_callbacks.core import Schedule, optimizer_steps_per_epoch
+from lr_callbacks.core import Interval, Schedule, optimizer_steps_per_epoch
+from lr_callbacks.schedules import AnnealStrategy, CyclicMode
 
 
 class _ClosedFormSchedule(Schedule):
@@ -42,7 +43,7 @@ class StepDecay(_ClosedFormSchedule):
         StepDecay(step_size=30, gamma=0.1, interval='epoch')
     """
 
-    def __init__(self, step_size: int, gamma: float = 0.1, interval: str = "epoch") -> None:
+    def __init__(self, step_size: int, gamma: float = 0.1, interval: Interval = "epoch") -> None:
         super().__init__(interval)
         self.step_size = check_number("step_size", step_size, ge=1, integer=True)
         self.gamma = check_number("gamma", gamma, gt=0)
@@ -75,7 +76,7 @@ class ExponentialDecay(_ClosedFormSchedule):
         ExponentialDecay(gamma=None, k=0.05, interval='epoch')
     """
 
-    def __init__(self, gamma: float | None = None, k: float | None = None, interval: str = "epoch") -> None:
+    def __init__(self, gamma: float | None = None, k: float | None = None, interval: Interval = "epoch") -> None:
         super().__init__(interval)
         if (gamma is None) == (k is None):
             raise ValueError(f"Give exactly one of `gamma` and `k`, got gamma={gamma!r}, k={k!r}.")
@@ -110,7 +111,7 @@ class CosineAnnealing(_ClosedFormSchedule):
         CosineAnnealing(T_max=50, eta_min=0.001, interval='epoch')
     """
 
-    def __init__(self, T_max: int, eta_min: float = 0.0, interval: str = "epoch") -> None:
+    def __init__(self, T_max: int, eta_min: float = 0.0, interval: Interval = "epoch") -> None:
         super().__init__(interval)
         self.T_max = check_number("T_max", T_max, ge=1, integer=True)
         self.eta_min = check_number("eta_min", eta_min)
@@ -145,7 +146,7 @@ class CosineWarmRestarts(_ClosedFormSchedule):
         CosineWarmRestarts(T_0=10, T_mult=2, eta_min=0.001, interval='epoch')
     """
 
-    def __init__(self, T_0: int, T_mult: int = 1, eta_min: float = 0.0, interval: str = "epoch") -> None:
+    def __init__(self, T_0: int, T_mult: int = 1, eta_min: float = 0.0, interval: Interval = "epoch") -> None:
         super().__init__(interval)
         self.T_0 = check_number("T_0", T_0, ge=1, integer=True)
         self.T_mult = check_number("T_mult", T_mult, ge=1, integer=True)
@@ -216,9 +217,9 @@ class CyclicLR(_ClosedFormSchedule):
         max_lr: float | Sequence[float],
         step_size_up: int,
         step_size_down: int | None = None,
-        mode: str = "triangular",
+        mode: CyclicMode = "triangular",
         gamma: float = 1.0,
-        interval: str = "step",
+        interval: Interval = "step",
     ) -> None:
         super().__init__(interval)
         self.base_lr = base_lr
@@ -295,11 +296,11 @@ class OneCycle(_ClosedFormSchedule):
         max_lr: float | Sequence[float] | None,
         total_steps: int | None = None,
         pct_start: float = 0.3,
-        anneal_strategy: str = "cos",
+        anneal_strategy: AnnealStrategy = "cos",
         div_factor: float = 25.0,
         final_div_factor: float = 1e4,
         three_phase: bool = False,
-        interval: str = "step",
+        interval: Interval = "step",
     ) -> None:
         super().__init__(interval)
         if max_lr is not None:
@@ -332,7 +333,12 @@ class OneCycle(_ClosedFormSchedule):
     @override
     def _prepare(self, trainer: pl.Trainer) -> None:
         if self.total_steps is None:
-            estimate = trainer.estimated_stepping_batches if self.interval == "step" else trainer.max_epochs
+            self._set_run_length(trainer.estimated_stepping_batches, trainer.max_epochs)
+
+    @override
+    def _set_run_length(self, steps: float, epochs: float) -> None:
+        if self.total_steps is None:
+            estimate = steps if self.interval == "step" else epochs
             if estimate is None or estimate == float("inf") or estimate < 2:
                 raise ValueError(
                     f"`total_steps=None` needs a finite length of at least 2 {self.interval}s from the trainer "

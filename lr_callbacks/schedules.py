@@ -8,6 +8,7 @@ scales it multiplicatively, so its sign is kept, never flipped.
 from __future__ import annotations
 
 import math
+from typing import Literal, get_args
 
 
 def step_decay(t: float, base: float, step_size: int, gamma: float) -> float:
@@ -64,7 +65,8 @@ def cosine_warm_restarts(t: float, base: float, T_0: int, T_mult: int = 1, eta_m
     return _cosine(base, eta_min, T_cur, T_i)
 
 
-CYCLIC_MODES = ("triangular", "triangular2", "exp_range")
+CyclicMode = Literal["triangular", "triangular2", "exp_range"]
+CYCLIC_MODES: tuple[str, ...] = get_args(CyclicMode)
 
 
 def cyclic(
@@ -93,7 +95,8 @@ def cyclic(
     return base_lr + height * amplitude
 
 
-ANNEAL_STRATEGIES = ("cos", "linear")
+AnnealStrategy = Literal["cos", "linear"]
+ANNEAL_STRATEGIES: tuple[str, ...] = get_args(AnnealStrategy)
 
 
 def one_cycle(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, get_args
 
 from typing_extensions import override
 
 from lr_callbacks._checks import check_choice, check_number
-from lr_callbacks.core import TimeModifier
+from lr_callbacks.core import Interval, TimeModifier
+
+Pattern = Literal["alternate", "positive", "negative"]
 
 
 class SignAlternation(TimeModifier):
@@ -41,11 +43,11 @@ class SignAlternation(TimeModifier):
         [1.0, 1.0, -1.0, -1.0, 1.0, 1.0]
     """
 
-    PATTERNS = ("alternate", "positive", "negative")
+    PATTERNS: tuple[str, ...] = get_args(Pattern)
     LOG_NAME = "lr_sign"
 
     def __init__(
-        self, pattern: str = "alternate", period: int = 1, negative_scale: float = 1.0, interval: str = "epoch"
+        self, pattern: Pattern = "alternate", period: int = 1, negative_scale: float = 1.0, interval: Interval = "epoch"
     ) -> None:
         super().__init__(interval)
         self.pattern = check_choice("pattern", pattern, self.PATTERNS)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal, get_args
 
 from typing_extensions import override
 
 from lr_callbacks._checks import check_choice, check_number
-from lr_callbacks.core import TimeModifier
+from lr_callbacks.core import Interval, TimeModifier
+
+Shape = Literal["linear", "cosine"]
 
 
 class Warmup(TimeModifier):
@@ -44,10 +46,10 @@ class Warmup(TimeModifier):
         [0.2, 0.4, 0.6, 0.8, 1.0, 1.0]
     """
 
-    SHAPES = ("linear", "cosine")
+    SHAPES: tuple[str, ...] = get_args(Shape)
     LOG_NAME = "warmup_factor"
 
-    def __init__(self, duration: int, start_factor: float = 0.0, interval: str = "step", shape: str = "linear") -> None:
+    def __init__(self, duration: int, start_factor: float = 0.0, interval: Interval = "step", shape: Shape = "linear") -> None:
         super().__init__(interval)
         self.duration = check_number("duration", duration, ge=1, integer=True)
         self.start_factor = float(check_number("start_factor", start_factor, ge=0, le=1))

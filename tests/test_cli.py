@@ -26,6 +26,7 @@ BAD_ARGUMENTS = {
     "lr-train": (["optimizer.momentun=0.9"], "Key 'momentun' not in 'SGDConf'"),
     "lr-reproduce": (["studies=[housingg]"], "Unknown studies ['housingg']; choose from ['linear_alternating'"),
     "lr-benchmark": (["schedules", "--steps", "5"], "argument --steps: must be at least 20, got 5"),
+    "lr-preview": (["callbacks=[warmupp]"], "Could not load 'callbacks/warmupp'"),
 }
 
 
