@@ -1,225 +1,446 @@
-"""Small synthetic tasks that validate LR finders: does training at the suggested LR end near the best LR?
+"""The tasks that validate LR finders, fixed before any finder choice was tuned, and their dev/eval split.
 
-Each :class:`FinderTask` builds a seeded LightningModule (the same initial weights every time) with an ``lr``
-attribute (so Lightning's ``LearningRateFinder`` can set it too) and an in-memory, index-sliced batch iterable.
-:func:`final_loss` trains a fresh module for a fixed budget of optimizer steps at one LR, in a plain PyTorch loop
-(the same batches for every LR), and returns the loss on the whole training set over the last few steps. :func:`validate` sets the
-suggestions of :class:`lr_callbacks.LRFinder` (every method, from one sweep) and of Lightning's
-``LearningRateFinder`` beside the best LR of a log-spaced grid.
+Each :class:`FinderTask` is a seeded problem: data (``data(seed)``), a network and loss (:class:`TaskModule`), an
+optimizer, a batch size and a training budget in optimizer steps. :func:`final_loss` trains a fresh module at one
+constant LR for the budget, in a plain PyTorch loop, and returns the loss on the whole training set at the end.
+The same seed gives the same data, initial weights and batch order for every LR, so LRs differ only by the LR.
 
-The three tasks differ in kind and optimizer:
+The sixteen tasks spread over optimizers (SGD, SGD + momentum, Nesterov, Adam, AdamW with weight decay, RMSprop),
+models (linear, MLP, MLP with BatchNorm, a small CNN on synthetic images, a GRU and a self-attention model on
+synthetic sequences, autoencoders), losses (MSE, cross-entropy, BCE), normalised and unnormalised inputs, batch
+sizes from 8 to the full data set and budgets from 100 to 2000 steps. :data:`DEV` holds the half that finder
+choices may be tuned on, :data:`EVAL` the half that only measures; each half covers every optimizer.
 
-- ``regression``: linear least squares with feature scales spread over 1..10 (condition ~100), plain SGD.
-- ``classifier``: a 2-hidden-layer ReLU MLP on 4 overlapping Gaussian classes in 10-D, SGD with momentum 0.9.
-- ``autoencoder``: a tanh autoencoder 32-16-4-16-32 on data near a 4-D subspace, Adam.
-
->>> task = TASKS["regression"]
->>> round(final_loss(task, 0.0, steps=3), 3) == round(final_loss(task, 0.0, steps=0), 3)
+>>> task = TASKS["mlp_tanh_momentum"]
+>>> task.optimizer, task.batch_size, task.steps
+('sgd_momentum', 64, 300)
+>>> final_loss(task, 0, lr=0.0, steps=0) == final_loss(task, 0, lr=0.0, steps=20)
 True
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import math
-import statistics
-import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 from torch import Tensor, nn
 
-from lr_callbacks.curvature import max_stable_lr
-from lr_callbacks.finder import SUGGESTIONS, LRFinder, suggest
+Tensors = tuple[Tensor, Tensor]
+
+OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "sgd": lambda params, lr: torch.optim.SGD(params, lr=lr),
+    "sgd_momentum": lambda params, lr: torch.optim.SGD(params, lr=lr, momentum=0.9),
+    "nesterov": lambda params, lr: torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True),
+    "adam": lambda params, lr: torch.optim.Adam(params, lr=lr),
+    "adamw": lambda params, lr: torch.optim.AdamW(params, lr=lr, weight_decay=0.05),
+    "rmsprop": lambda params, lr: torch.optim.RMSprop(params, lr=lr),
+}
+LOSSES = ("mse", "cross_entropy", "bce")
 
 
-# ----------------------------------------------------------------------------------------------- data
+# ----------------------------------------------------------------------------------------------- batches
 class SliceBatches:
-    """Re-iterable batches of in-memory tensors by index slicing; each pass draws a permutation from the global
-    torch RNG (as ``RandomSampler`` does), so seeding torch fixes the order.
+    """Re-iterable shuffled batches of in-memory tensors by index slicing.
 
-    >>> batches = SliceBatches((torch.arange(5.0),), batch_size=2, shuffle=False)
+    Each pass draws a permutation from :attr:`generator` (a ``torch.Generator``), so the seed fixes the order. The
+    attribute has the name Lightning's loaders use, so :class:`lr_callbacks.LRFinder` saves and restores it too.
+    ``batch_size=None`` is the full batch.
+
+    >>> batches = SliceBatches((torch.arange(5.0),), batch_size=2, seed=0, shuffle=False)
     >>> [b[0].tolist() for b in batches]
     [[0.0, 1.0], [2.0, 3.0], [4.0]]
     """
 
-    def __init__(self, tensors: tuple[Tensor, ...], batch_size: int, shuffle: bool = True) -> None:
+    def __init__(self, tensors: tuple[Tensor, ...], batch_size: int | None, seed: int = 0, shuffle: bool = True) -> None:
         self.tensors = tensors
-        self.batch_size = batch_size
+        self.batch_size = batch_size or len(tensors[0])
         self.shuffle = shuffle
+        self.generator = torch.Generator().manual_seed(seed)
 
     def __len__(self) -> int:
         return -(-len(self.tensors[0]) // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
         n = len(self.tensors[0])
-        order = torch.randperm(n) if self.shuffle else torch.arange(n)
+        if self.batch_size >= n:  # full batch: no permutation needed
+            yield self.tensors
+            return
+        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
         for start in range(0, n, self.batch_size):
             idx = order[start : start + self.batch_size]
             yield tuple(t[idx] for t in self.tensors)
 
 
-# ----------------------------------------------------------------------------------------------- modules
-class _TaskModule(pl.LightningModule):
-    """A seeded network, a loss on a batch, and an optimizer built from ``self.lr``."""
+# ----------------------------------------------------------------------------------------------- the module
+class TaskModule(pl.LightningModule):
+    """A network, a loss on ``(x, y)`` batches and an optimizer built from ``self.lr``.
 
-    def __init__(self, lr: float, optimizer: Callable[..., torch.optim.Optimizer]) -> None:
+    ``lr`` is an attribute so that Lightning's ``LearningRateFinder`` can set it as well.
+    """
+
+    def __init__(self, net: nn.Module, loss: str, optimizer: str, lr: float = 1e-3) -> None:
         super().__init__()
+        self.net = net
+        self.loss_kind = loss
+        self.optimizer_name = optimizer
         self.lr = lr
-        self.optimizer_fn = optimizer
 
     def loss(self, batch: tuple[Tensor, ...]) -> Tensor:
-        raise NotImplementedError
+        x, y = batch
+        out = self.net(x)
+        if self.loss_kind == "cross_entropy":
+            return nn.functional.cross_entropy(out, y)
+        if self.loss_kind == "bce":
+            return nn.functional.binary_cross_entropy_with_logits(out, y)
+        return nn.functional.mse_loss(out, y)
 
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
-        loss = self.loss(batch)
-        self.log("train_loss", loss, on_step=True, on_epoch=True)
-        return loss
+        return self.loss(batch)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return self.optimizer_fn(self.parameters(), lr=self.lr)
+        return OPTIMIZERS[self.optimizer_name](self.parameters(), self.lr)
 
 
-class LinearRegressor(_TaskModule):
-    def __init__(self, lr: float, n_features: int) -> None:
-        super().__init__(lr, torch.optim.SGD)
-        self.net = nn.Linear(n_features, 1)
-
-    def loss(self, batch: tuple[Tensor, ...]) -> Tensor:
-        x, y = batch
-        return nn.functional.mse_loss(self.net(x), y)
-
-
-class MLPRegressor(_TaskModule):
-    def __init__(self, lr: float, n_features: int, hidden: int = 32) -> None:
-        super().__init__(lr, lambda params, lr: torch.optim.SGD(params, lr=lr, momentum=0.9))
-        self.net = nn.Sequential(nn.Linear(n_features, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh(), nn.Linear(hidden, 1))
-
-    def loss(self, batch: tuple[Tensor, ...]) -> Tensor:
-        x, y = batch
-        return nn.functional.mse_loss(self.net(x), y)
+def mlp(sizes: list[int], act: Callable[[], nn.Module] = nn.ReLU, batchnorm: bool = False) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            if batchnorm:
+                layers.append(nn.BatchNorm1d(b))
+            layers.append(act())
+    return nn.Sequential(*layers)
 
 
-class MLPClassifier(_TaskModule):
-    def __init__(self, lr: float, n_features: int, n_classes: int, hidden: int = 32) -> None:
-        super().__init__(lr, lambda params, lr: torch.optim.SGD(params, lr=lr, momentum=0.9))
-        self.net = nn.Sequential(
-            nn.Linear(n_features, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, n_classes)
+class SmallCNN(nn.Module):
+    def __init__(self, n_classes: int) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 16, 3, padding=1), nn.ReLU()
         )
+        self.head = nn.Linear(16, n_classes)
 
-    def loss(self, batch: tuple[Tensor, ...]) -> Tensor:
-        x, y = batch
-        return nn.functional.cross_entropy(self.net(x), y)
-
-
-class Autoencoder(_TaskModule):
-    def __init__(self, lr: float, dim: int, code: int) -> None:
-        super().__init__(lr, torch.optim.Adam)
-        self.net = nn.Sequential(
-            nn.Linear(dim, 16), nn.Tanh(), nn.Linear(16, code), nn.Tanh(), nn.Linear(code, 16), nn.Tanh(), nn.Linear(16, dim)
-        )
-
-    def loss(self, batch: tuple[Tensor, ...]) -> Tensor:
-        (x,) = batch
-        return nn.functional.mse_loss(self.net(x), x)
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x).mean(dim=(2, 3)))
 
 
-# ----------------------------------------------------------------------------------------------- tasks
-def _regression_data(seed: int) -> tuple[Tensor, ...]:
-    g = torch.Generator().manual_seed(seed)
+class GRURegressor(nn.Module):
+    def __init__(self, n_inputs: int, hidden: int = 16) -> None:
+        super().__init__()
+        self.gru = nn.GRU(n_inputs, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.gru(x)[0][:, -1])
+
+
+class AttentionClassifier(nn.Module):
+    """Token and position embeddings, one residual self-attention block, mean pooling, a linear head."""
+
+    def __init__(self, vocab: int, length: int, n_classes: int, dim: int = 16, heads: int = 2) -> None:
+        super().__init__()
+        self.tokens = nn.Embedding(vocab, dim)
+        self.positions = nn.Parameter(0.1 * torch.randn(length, dim))
+        self.attention = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, n_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.tokens(x) + self.positions
+        h = self.norm(h + self.attention(h, h, h, need_weights=False)[0])
+        return self.head(h.mean(dim=1))
+
+
+# ----------------------------------------------------------------------------------------------- data
+def _generator(seed: int, salt: int) -> torch.Generator:
+    return torch.Generator().manual_seed(1000 * seed + salt)
+
+
+def unnormalised_linear_data(seed: int) -> Tensors:
+    """Least squares, 16 features with scales 1..10 and offsets up to 3 scales: badly conditioned."""
+    g = _generator(seed, 1)
     scales = torch.logspace(0, 1, 16)
-    x = torch.randn(1024, 16, generator=g) * scales
+    offsets = 3.0 * scales * torch.rand(16, generator=g)
+    x = offsets + torch.randn(1024, 16, generator=g) * scales
     w = torch.randn(16, 1, generator=g) / scales.unsqueeze(1)
-    return x, x @ w + 0.1 * torch.randn(1024, 1, generator=g)
-
-
-def _mlp_regression_data(seed: int) -> tuple[Tensor, ...]:
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(2048, 8, generator=g)
-    w = torch.randn(8, 3, generator=g)
-    y = torch.sin(x @ w).sum(dim=1, keepdim=True) + 0.1 * torch.randn(2048, 1, generator=g)
+    y = (x - offsets) @ w + 0.1 * torch.randn(1024, 1, generator=g)
     return x, y
 
 
-def _classifier_data(seed: int) -> tuple[Tensor, ...]:
-    g = torch.Generator().manual_seed(seed)
-    centres = 0.6 * torch.randn(4, 10, generator=g)  # overlapping classes: the loss has a floor above 0
-    y = torch.arange(4096) % 4
-    return centres[y] + torch.randn(4096, 10, generator=g), y
+def sine_regression_data(seed: int, n: int = 2048, dim: int = 8) -> Tensors:
+    g = _generator(seed, 2)
+    x = torch.randn(n, dim, generator=g)
+    w = torch.randn(dim, 3, generator=g)
+    return x, torch.sin(x @ w).sum(dim=1, keepdim=True) + 0.1 * torch.randn(n, 1, generator=g)
 
 
-def _autoencoder_data(seed: int) -> tuple[Tensor, ...]:
-    g = torch.Generator().manual_seed(seed)
+def cluster_classes_data(seed: int) -> Tensors:
+    """5 classes in 20-D, each a mixture of two unit Gaussian clusters."""
+    g = _generator(seed, 3)
+    centres = 1.5 * torch.randn(10, 20, generator=g)
+    cluster = torch.arange(2048) % 10
+    return centres[cluster] + torch.randn(2048, 20, generator=g), cluster % 5
+
+
+def _draw_images(kind: Tensor, g: torch.Generator, shapes: list[Callable[[int, int], Tensor]], noise: float) -> Tensor:
+    images = torch.zeros(len(kind), 1, 12, 12)
+    pos = torch.randint(2, 10, (len(kind), 2), generator=g)
+    for i, (k, (r, c)) in enumerate(zip(kind.tolist(), pos.tolist())):
+        images[i, 0] = shapes[k](r, c)
+    return images + noise * torch.randn(images.shape, generator=g)
+
+
+def _canvas(points: list[tuple[int, int]]) -> Tensor:
+    img = torch.zeros(12, 12)
+    for r, c in points:
+        if 0 <= r < 12 and 0 <= c < 12:
+            img[r, c] = 1.0
+    return img
+
+
+BARS = [
+    lambda r, c: _canvas([(r, c + d) for d in range(-2, 3)]),  # horizontal
+    lambda r, c: _canvas([(r + d, c) for d in range(-2, 3)]),  # vertical
+    lambda r, c: _canvas([(r + d, c + d) for d in range(-2, 3)]),  # diagonal
+    lambda r, c: _canvas([(r + d, c - d) for d in range(-2, 3)]),  # anti-diagonal
+]
+SHAPES = [
+    lambda r, c: _canvas([(r, c + d) for d in range(-2, 3)] + [(r + d, c) for d in (-2, -1, 1, 2)]),  # plus
+    lambda r, c: _canvas([(r + a, c + b) for a in (-1, 0, 1) for b in (-1, 0, 1) if (a, b) != (0, 0)]),  # ring
+    lambda r, c: _canvas([(r + a, c + b) for a in (-1, 0, 1) for b in (-1, 0, 1)]),  # filled square
+]
+
+
+def bar_images_data(seed: int) -> Tensors:
+    g = _generator(seed, 4)
+    kind = torch.arange(1024) % 4
+    return _draw_images(kind, g, BARS, noise=0.5), kind
+
+
+def shape_images_data(seed: int) -> Tensors:
+    g = _generator(seed, 5)
+    kind = torch.arange(1536) % 3
+    return _draw_images(kind, g, SHAPES, noise=0.6), kind
+
+
+def adding_problem_data(seed: int, n: int = 2048, length: int = 12) -> Tensors:
+    """The adding problem: the sum of the two values whose marker is set."""
+    g = _generator(seed, 6)
+    values = torch.rand(n, length, generator=g)
+    marks = torch.zeros(n, length)
+    first = torch.randint(0, length // 2, (n,), generator=g)
+    second = torch.randint(length // 2, length, (n,), generator=g)
+    marks[torch.arange(n), first] = 1.0
+    marks[torch.arange(n), second] = 1.0
+    return torch.stack([values, marks], dim=2), (values * marks).sum(dim=1, keepdim=True)
+
+
+def unnormalised_logistic_data(seed: int) -> Tensors:
+    """Binary labels from a linear rule with 10% flipped; 10 features with scales 1..100 and offsets."""
+    g = _generator(seed, 7)
+    scales = torch.logspace(0, 2, 10)
+    z = torch.randn(2048, 10, generator=g)
+    w = torch.randn(10, generator=g)
+    labels = ((z @ w) > 0).float()
+    flip = torch.rand(2048, generator=g) < 0.1
+    labels = torch.where(flip, 1.0 - labels, labels)
+    x = scales * (z + 2.0 * torch.rand(10, generator=g))
+    return x, labels.unsqueeze(1)
+
+
+def subspace_autoencoder_data(seed: int) -> Tensors:
+    g = _generator(seed, 8)
     basis = torch.randn(4, 32, generator=g) / 2
-    return (torch.randn(1024, 4, generator=g) @ basis + 0.2 * torch.randn(1024, 32, generator=g),)
+    x = torch.randn(1024, 4, generator=g) @ basis + 0.2 * torch.randn(1024, 32, generator=g)
+    return x, x
 
 
-@dataclass
+def smooth_regression_data(seed: int) -> Tensors:
+    g = _generator(seed, 9)
+    x = torch.randn(256, 4, generator=g)
+    y = torch.sin(2 * x[:, :1]) * x[:, 1:2] + x[:, 2:3] ** 2 / 2 - x[:, 3:4] + 0.05 * torch.randn(256, 1, generator=g)
+    return x, y
+
+
+def housing_data(seed: int) -> Tensors:
+    """California Housing training part, the seed study's split and scaling (the data do not depend on ``seed``)."""
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
+    from experiments.data.housing import load_housing_arrays
+
+    x, y = load_housing_arrays()
+    x_train, _, y_train, _ = train_test_split(x, y, test_size=0.2, random_state=42)
+    x_train = StandardScaler().fit(x_train).transform(x_train)
+    return torch.tensor(x_train, dtype=torch.float32), torch.tensor(y_train, dtype=torch.float32).unsqueeze(1)
+
+
+def spirals_data(seed: int, per_class: int = 500) -> Tensors:
+    g = _generator(seed, 10)
+    xs, ys = [], []
+    for k in range(3):
+        r = torch.linspace(0.0, 1.0, per_class)
+        t = torch.linspace(4.0 * k, 4.0 * (k + 1), per_class) + 0.2 * torch.randn(per_class, generator=g)
+        xs.append(torch.stack([r * torch.sin(t), r * torch.cos(t)], dim=1))
+        ys.append(torch.full((per_class,), k))
+    return torch.cat(xs), torch.cat(ys)
+
+
+def xor_bce_data(seed: int) -> Tensors:
+    """Binary labels from an XOR of two features' signs, 5% flipped; 12 features with scales 1..50 and offsets."""
+    g = _generator(seed, 11)
+    z = torch.randn(4096, 12, generator=g)
+    labels = ((z[:, 0] > 0) ^ (z[:, 1] > 0)).float()
+    labels = torch.where(torch.rand(4096, generator=g) < 0.05, 1.0 - labels, labels)
+    scales = torch.logspace(0, 1.7, 12)[torch.randperm(12, generator=g)]
+    return scales * (z + torch.rand(12, generator=g)), labels.unsqueeze(1)
+
+
+def majority_token_data(seed: int, n: int = 2048, length: int = 10) -> Tensors:
+    """Sequences over 8 tokens; the label is whichever of tokens 0, 1, 2 occurs most often (ties: the lowest)."""
+    g = _generator(seed, 12)
+    x = torch.randint(0, 8, (n, length), generator=g)
+    counts = torch.stack([(x == k).sum(dim=1) for k in range(3)], dim=1)
+    return x, counts.argmax(dim=1)
+
+
+def blobs_data(seed: int) -> Tensors:
+    """8 Gaussian blobs in 16-D (for an autoencoder)."""
+    g = _generator(seed, 13)
+    centres = 2.0 * torch.randn(8, 16, generator=g)
+    x = centres[torch.arange(2048) % 8] + 0.3 * torch.randn(2048, 16, generator=g)
+    return x, x
+
+
+def unnormalised_regression_data(seed: int) -> Tensors:
+    g = _generator(seed, 14)
+    scales = torch.tensor([1.0, 2.0, 5.0, 10.0, 20.0, 50.0])
+    z = torch.randn(1024, 6, generator=g)
+    w = torch.randn(6, 4, generator=g)
+    y = torch.tanh(z @ w).sum(dim=1, keepdim=True) + 0.1 * torch.randn(1024, 1, generator=g)
+    return scales * (z + torch.rand(6, generator=g)), y
+
+
+def gaussian_xor_data(seed: int) -> Tensors:
+    """Two classes of four 2-D Gaussian clusters in an XOR layout."""
+    g = _generator(seed, 15)
+    corner = torch.arange(512) % 4
+    centres = torch.tensor([[1.0, 1.0], [-1.0, -1.0], [1.0, -1.0], [-1.0, 1.0]])
+    return centres[corner] + 0.45 * torch.randn(512, 2, generator=g), (corner >= 2).long()
+
+
+# ----------------------------------------------------------------------------------------------- tasks
+@dataclass(frozen=True)
 class FinderTask:
-    """One validation task: a module factory (seeded init), its data, and the training budget in steps."""
+    """One validation task.
+
+    Attributes:
+        name: Key in :data:`TASKS`.
+        net: Builds the network (called after seeding torch, so the seed fixes the initial weights).
+        loss: One of :data:`LOSSES`.
+        optimizer: Key in :data:`OPTIMIZERS`.
+        data: ``data(seed) -> (x, y)``, the whole training set.
+        batch_size: Rows per batch; ``None`` is the full batch.
+        steps: Training budget in optimizer steps.
+        inputs: ``"normalised"`` or ``"unnormalised"`` (documentation).
+    """
 
     name: str
-    build: Callable[[float], _TaskModule]
-    data: Callable[[int], tuple[Tensor, ...]]
-    batch_size: int = 64
-    steps: int = 300
-    seed: int = 0
-    _tensors: tuple[Tensor, ...] | None = field(default=None, repr=False)
+    net: Callable[[], nn.Module]
+    loss: str
+    optimizer: str
+    data: Callable[[int], Tensors]
+    batch_size: int | None
+    steps: int
+    inputs: str = "normalised"
 
-    @property
-    def tensors(self) -> tuple[Tensor, ...]:
-        if self._tensors is None:
-            self._tensors = self.data(self.seed)
-        return self._tensors
+    def tensors(self, seed: int) -> Tensors:
+        return _cached_data(self.name, seed)
 
-    def module(self, lr: float = 1e-3) -> _TaskModule:
-        torch.manual_seed(self.seed)
-        return self.build(lr)
+    def module(self, seed: int, lr: float = 1e-3) -> TaskModule:
+        torch.manual_seed(seed)
+        return TaskModule(self.net(), self.loss, self.optimizer, lr)
 
-    def batches(self) -> SliceBatches:
-        return SliceBatches(self.tensors, self.batch_size, shuffle=True)
+    def batches(self, seed: int) -> SliceBatches:
+        return SliceBatches(self.tensors(seed), self.batch_size, seed=seed)
 
-
-TASKS: dict[str, FinderTask] = {
-    "regression": FinderTask("regression", lambda lr: MLPRegressor(lr, 8), _mlp_regression_data),
-    "classifier": FinderTask("classifier", lambda lr: MLPClassifier(lr, 10, 4), _classifier_data),
-    "autoencoder": FinderTask("autoencoder", lambda lr: Autoencoder(lr, 32, 4), _autoencoder_data),
-    "linear": FinderTask("linear", lambda lr: LinearRegressor(lr, 16), _regression_data, steps=500),
-}
+    def describe(self) -> str:
+        batch = "full" if self.batch_size is None else str(self.batch_size)
+        return f"{self.optimizer}, {self.loss}, {self.inputs}, batch {batch}, {self.steps} steps"
 
 
-# ----------------------------------------------------------------------------------------------- measurements
-def final_loss(task: FinderTask, lr: float, steps: int | None = None, tail: int = 5, every: int = 10) -> float:
-    """Train a fresh module for ``steps`` optimizer steps at ``lr``; its loss on the whole training set at the end.
+_DATA: dict[tuple[str, int], Tensors] = {}
 
-    The loss is the mean of ``tail`` evaluations ``every`` steps apart, ending at the last step: at a constant LR
-    the loss jitters from step to step, and one evaluation would rank neighbouring LRs by that jitter. A run that
-    blows up returns ``inf``.
+
+def _cached_data(name: str, seed: int) -> Tensors:
+    if (name, seed) not in _DATA:
+        _DATA[(name, seed)] = TASKS[name].data(seed)
+    return _DATA[(name, seed)]
+
+
+_TASK_LIST = [
+    # development half
+    FinderTask("linear_unnormalised_sgd", lambda: nn.Linear(16, 1), "mse", "sgd", unnormalised_linear_data, 32, 500, "unnormalised"),
+    FinderTask("mlp_tanh_momentum", lambda: mlp([8, 32, 32, 1], nn.Tanh), "mse", "sgd_momentum", sine_regression_data, 64, 300),
+    FinderTask("bn_mlp_nesterov", lambda: mlp([20, 64, 64, 5], batchnorm=True), "cross_entropy", "nesterov", cluster_classes_data, 8, 600),
+    FinderTask("cnn_bars_adam", lambda: SmallCNN(4), "cross_entropy", "adam", bar_images_data, 32, 400),
+    FinderTask("gru_adding_rmsprop", lambda: GRURegressor(2), "mse", "rmsprop", adding_problem_data, 32, 500),
+    FinderTask("logistic_unnormalised_adamw", lambda: nn.Linear(10, 1), "bce", "adamw", unnormalised_logistic_data, 128, 100, "unnormalised"),
+    FinderTask("autoencoder_subspace_adam", lambda: mlp([32, 16, 4, 16, 32], nn.Tanh), "mse", "adam", subspace_autoencoder_data, 64, 300),
+    FinderTask("mlp_fullbatch_gd", lambda: mlp([4, 32, 32, 1], nn.Tanh), "mse", "sgd", smooth_regression_data, None, 2000),
+    # evaluation half
+    FinderTask("housing_linear_sgd", lambda: nn.Linear(8, 1), "mse", "sgd", housing_data, 64, 1000),
+    FinderTask("spirals_mlp_momentum", lambda: mlp([2, 64, 64, 3]), "cross_entropy", "sgd_momentum", spirals_data, 32, 1000),
+    FinderTask("cnn_shapes_nesterov", lambda: SmallCNN(3), "cross_entropy", "nesterov", shape_images_data, 64, 300),
+    FinderTask("bn_mlp_xor_adamw", lambda: mlp([12, 64, 64, 1], batchnorm=True), "bce", "adamw", xor_bce_data, 256, 150, "unnormalised"),
+    FinderTask("attention_majority_adam", lambda: AttentionClassifier(8, 10, 3), "cross_entropy", "adam", majority_token_data, 64, 800),
+    FinderTask("autoencoder_blobs_adam", lambda: mlp([16, 8, 2, 8, 16], nn.Tanh), "mse", "adam", blobs_data, 32, 2000),
+    FinderTask("mlp_unnormalised_rmsprop", lambda: mlp([6, 32, 32, 1]), "mse", "rmsprop", unnormalised_regression_data, 8, 1500, "unnormalised"),
+    FinderTask("mlp_fullbatch_momentum", lambda: mlp([2, 32, 32, 2], nn.Tanh), "cross_entropy", "sgd_momentum", gaussian_xor_data, None, 1000),
+]
+TASKS: dict[str, FinderTask] = {t.name: t for t in _TASK_LIST}
+DEV: tuple[str, ...] = tuple(t.name for t in _TASK_LIST[:8])
+"""Finder choices (windows, divisors, factors, candidate counts) may be tuned on these tasks only."""
+EVAL: tuple[str, ...] = tuple(t.name for t in _TASK_LIST[8:])
+"""Out-of-sample tasks: they measure, nothing is tuned on them."""
+SEEDS: tuple[int, ...] = (0, 1)
+TASKS_VERSION = 1
+"""Bumped whenever a task changes, so cached reference results are not reused."""
+
+
+# ----------------------------------------------------------------------------------------------- training
+def final_loss(task: FinderTask, seed: int, lr: float, steps: int | None = None, tail: int = 5, every: int = 10) -> float:
+    """Train a fresh module for ``steps`` optimizer steps (default the task's budget) at a constant ``lr``.
+
+    Returns the loss on the whole training set (eval mode), averaged over ``tail`` evaluations ``every`` steps
+    apart that end at the last step: at a constant LR the loss jitters from step to step, and one evaluation would
+    rank neighbouring LRs by that jitter. A run whose loss stops being finite returns ``inf``.
     """
-    module = task.module(lr)
+    module = task.module(seed, lr)
     optimizer = module.configure_optimizers()
-    batches = task.batches()
+    batches = task.batches(seed)
+    data = task.tensors(seed)
     budget = task.steps if steps is None else steps
     checkpoints = {budget - every * k for k in range(tail)}
     seen: list[float] = []
 
     def evaluate() -> None:
+        module.eval()
         with torch.no_grad():
-            seen.append(float(module.loss(task.tensors)))
+            seen.append(float(module.loss(data)))
+        module.train()
 
-    done = 0
     if 0 in checkpoints:
         evaluate()
+    done = 0
     while done < budget:
         for batch in batches:
-            if done == budget:
-                break
             optimizer.zero_grad()
             loss = module.loss(batch)
             if not torch.isfinite(loss):
@@ -229,131 +450,10 @@ def final_loss(task: FinderTask, lr: float, steps: int | None = None, tail: int 
             done += 1
             if done in checkpoints:
                 evaluate()
+            if done == budget:
+                break
     out = sum(seen) / len(seen)
     return out if math.isfinite(out) else math.inf
-
-
-def grid_lrs(low: float = 1e-4, high: float = 10.0, per_decade: int = 4) -> list[float]:
-    """Log-spaced grid, ``per_decade`` points per decade, both ends included."""
-    decades = math.log10(high / low)
-    n = round(decades * per_decade)
-    return [low * 10 ** (i / per_decade) for i in range(n + 1)]
-
-
-def grid_best(task: FinderTask, lrs: Sequence[float] | None = None) -> tuple[float, float]:
-    """``(best lr, its final loss)`` over the grid."""
-    losses = {lr: final_loss(task, lr) for lr in (lrs or grid_lrs())}
-    best = min(losses, key=losses.__getitem__)
-    return best, losses[best]
-
-
-def _quiet_trainer(callbacks: list[pl.Callback], root: str, **kwargs: Any) -> pl.Trainer:
-    options: dict[str, Any] = dict(
-        default_root_dir=root,
-        max_steps=1,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-    )
-    options.update(kwargs)
-    return pl.Trainer(callbacks=callbacks, **options)
-
-
-def run_ours(task: FinderTask, **finder_kwargs: Any) -> tuple[LRFinder, float]:
-    """Run :class:`LRFinder` at fit start (``apply=False``); the finder and its wall time in seconds."""
-    finder = LRFinder(apply=False, **finder_kwargs)
-    module = task.module()
-    with tempfile.TemporaryDirectory() as root:
-        start = time.perf_counter()
-        _quiet_trainer([finder], root).fit(module, task.batches())
-        return finder, time.perf_counter() - start
-
-
-def run_lightning(task: FinderTask, min_lr: float = 1e-7, max_lr: float = 10.0, num_steps: int = 100) -> tuple[float | None, int, float]:
-    """Lightning's ``LearningRateFinder`` on the same task: ``(suggestion, steps it took, seconds)``."""
-    from lightning.pytorch.callbacks import LearningRateFinder
-
-    finder = LearningRateFinder(min_lr=min_lr, max_lr=max_lr, num_training_steps=num_steps, update_attr=False)
-    module = task.module()
-    # It writes a checkpoint into the root dir, and draws a tqdm bar whatever the trainer says.
-    with tempfile.TemporaryDirectory() as root, contextlib.redirect_stderr(io.StringIO()):
-        start = time.perf_counter()
-        _quiet_trainer([finder], root).fit(module, task.batches())
-        seconds = time.perf_counter() - start
-    result = finder.optimal_lr
-    if result is None:
-        return None, 0, seconds
-    return result.suggestion(), len(result.results.get("lr", [])), seconds
-
-
-def all_suggestions(task: FinderTask, finder: LRFinder) -> dict[str, float | None]:
-    """Every method's suggestion from one finished sweep (``curvature`` computed at the initial weights)."""
-    result = finder.result
-    assert result is not None
-    out: dict[str, float | None] = {}
-    for method in SUGGESTIONS:
-        if method == "curvature":
-            module = task.module()
-            batch = next(iter(task.batches()))
-            bound = max_stable_lr(module, lambda m, b: m.loss(b), batch)
-            optimizer = module.configure_optimizers()
-            momentum = float(optimizer.param_groups[0].get("momentum", 0.0)) if isinstance(optimizer, torch.optim.SGD) else 0.0
-            out[method] = finder.curvature_scale * bound * (1.0 + momentum)
-        else:
-            found = suggest(method, result.lrs, result.losses, result.smoothed_losses)
-            out[method] = None if found is None else found[0]
-    return out
-
-
-@dataclass
-class Row:
-    """One task's validation figures. ``ratio`` = final loss at the suggestion / grid best (1.0 = as good)."""
-
-    task: str
-    grid_lr: float
-    grid_loss: float
-    ours: dict[str, tuple[float | None, float]]
-    lightning: tuple[float | None, float]
-
-
-def _ratio(task: FinderTask, lr: float | None, best: float) -> float:
-    if lr is None or not math.isfinite(lr) or lr <= 0:
-        return math.inf
-    return final_loss(task, lr) / best
-
-
-def validate(names: Sequence[str] = tuple(TASKS), methods: Sequence[str] = SUGGESTIONS, **finder_kwargs: Any) -> list[Row]:
-    """For each task: grid best, each of our methods and Lightning's finder, as ``(lr, loss ratio to grid best)``."""
-    rows = []
-    for name in names:
-        task = TASKS[name]
-        grid_lr, grid_loss = grid_best(task)
-        finder, _ = run_ours(task, **finder_kwargs)
-        suggestions = all_suggestions(task, finder)
-        ours = {m: (suggestions[m], _ratio(task, suggestions[m], grid_loss)) for m in methods}
-        theirs, _, _ = run_lightning(task)
-        rows.append(Row(name, grid_lr, grid_loss, ours, (theirs, _ratio(task, theirs, grid_loss))))
-    return rows
-
-
-def format_rows(rows: Sequence[Row]) -> str:
-    """A plain-text table: per task the grid best, then ``lr (ratio)`` for each method and for Lightning."""
-    methods = list(rows[0].ours) if rows else []
-    head = f"{'task':<12} {'grid best lr (loss)':>22} " + " ".join(f"{m:>20}" for m in [*methods, "lightning"])
-    lines = [head]
-    for row in rows:
-        cells = [f"{_fmt(lr)} ({ratio:.2f}x)" for lr, ratio in [*row.ours.values(), row.lightning]]
-        lines.append(f"{row.task:<12} {row.grid_lr:>11.3g} ({row.grid_loss:.3g})".ljust(36) + " ".join(f"{c:>20}" for c in cells))
-    return "\n".join(lines)
-
-
-def _fmt(lr: float | None) -> str:
-    return "none" if lr is None else f"{lr:.3g}"
 
 
 @contextmanager
@@ -367,15 +467,7 @@ def one_thread() -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def median_seconds(fn: Callable[[], Any], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-if __name__ == "__main__":
-    with one_thread():
-        print(format_rows(validate()))
+def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
