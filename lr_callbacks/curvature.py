@@ -13,7 +13,8 @@ global torch RNG is forked, so dropout in ``loss_fn`` draws nothing from the cal
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -77,7 +78,7 @@ def top_eigenvalue(
         raise ValueError("`model` has no parameter with `requires_grad=True`; the Hessian is empty.")
     buffers = [b.detach().clone() for b in model.buffers()]
     try:
-        with torch.enable_grad(), torch.random.fork_rng(devices=_devices(params)):
+        with torch.enable_grad(), torch.random.fork_rng(devices=_devices(params)), _double_backward_kernels():
             loss = loss_fn(model, batch)
             grads = torch.autograd.grad(loss, params, create_graph=True)
         generator = torch.Generator().manual_seed(seed)
@@ -90,10 +91,11 @@ def top_eigenvalue(
             count[0] += 1
             if not curved:
                 return [torch.zeros_like(p) for p in params]
-            out = torch.autograd.grad(
-                [grads[i] for i in curved], params, grad_outputs=[v[i] for i in curved], retain_graph=True,
-                allow_unused=True,
-            )
+            with _double_backward_kernels():
+                out = torch.autograd.grad(
+                    [grads[i] for i in curved], params, grad_outputs=[v[i] for i in curved], retain_graph=True,
+                    allow_unused=True,
+                )
             return [torch.zeros_like(p) if h is None else h.detach() for h, p in zip(out, params)]
 
         start = [torch.randn(p.shape, generator=generator, dtype=p.dtype).to(p.device) for p in params]
@@ -186,6 +188,16 @@ def _power_iteration(
 def _normalized(vectors: list[Tensor]) -> list[Tensor]:
     norm = math.sqrt(float(sum(x.pow(2).sum() for x in vectors)))
     return [x / norm for x in vectors]
+
+
+@contextmanager
+def _double_backward_kernels() -> Iterator[None]:
+    """Kernels that have a second derivative: the math attention kernel (the fused ones have none) and no cuDNN
+    (its RNN kernels have none)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with sdpa_kernel(SDPBackend.MATH), torch.backends.cudnn.flags(enabled=False):
+        yield
 
 
 def _devices(params: list[Tensor]) -> list[int]:

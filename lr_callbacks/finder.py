@@ -411,7 +411,11 @@ class LRFinder(Callback):
     ) -> None:
         """``2 * factor / (lambda_max + weight_decay)`` on one batch at the current weights (SGD's bound)."""
         batch = trial.trainer.strategy.batch_to_device(next(batches))
-        lam, result.hessian_vector_products = top_eigenvalue(trial.pl_module, trial.loss_fn, batch, iters=CURVATURE_ITERS)
+        try:
+            lam, result.hessian_vector_products = top_eigenvalue(trial.pl_module, trial.loss_fn, batch, iters=CURVATURE_ITERS)
+        except RuntimeError as err:  # an operation without a second derivative
+            rank_zero_warn(f"LRFinder: no Hessian-vector product for this model, so no curvature bound ({err}).")
+            return
         optimizer, group = optimizers[0], optimizers[0].param_groups[0]
         if isinstance(optimizer, torch.optim.SGD):
             factor = sgd_stability_factor(
