@@ -37,6 +37,7 @@ from lr_callbacks.finder_curve import (
     divergence_index,
     lowest_wins,
     race_candidates,
+    race_diverged,
     race_score,
     suggest,
     sweep_lrs,
@@ -370,7 +371,7 @@ class LRFinder(Callback):
         result: LRFinderResult,
     ) -> None:
         """Race each candidate from the snapshot on the same batches; restore after each race, also on errors."""
-        index = divergence_index(result.losses, self.diverge_threshold)
+        index = divergence_index(result.losses, self.diverge_threshold, lrs=result.lrs)
         result.divergence_lr = result.lrs[-1] if index is None else result.lrs[index]
         result.race_steps = (self.budget_steps - result.steps) // self.race_candidates
         candidates = race_candidates(result.divergence_lr, self.race_candidates)
@@ -400,7 +401,7 @@ class LRFinder(Callback):
                     if loss is None:
                         continue
                     losses.append(loss)
-                    if not math.isfinite(loss) or loss > self.diverge_threshold * losses[0]:
+                    if race_diverged(losses, self.diverge_threshold):
                         return losses, True
         finally:
             snapshot.restore()

@@ -18,6 +18,7 @@ STEEPEST_WINDOW = 5
 CENTERED_HALF_WIDTH = 0.06  # of the sweep's points, on each side: 6 of 100 (about 0.5 decade from 1e-7 to 10)
 CENTERED_DIVISOR = 6.0
 DIVERGENCE_WINDOW = 5  # points of the centred running median that the divergence point is read from
+DIVERGENCE_LOOKBACK = 10.0  # the divergence point lies within this factor below the LR where the sweep stopped
 RACE_TOP = 2**-1.5  # the largest race candidate, as a fraction of the divergence LR
 RACE_SPACING = 2**1.5  # ratio between neighbouring race candidates
 RACE_TAIL = 0.5  # a race is scored by the mean loss over this last fraction of its steps
@@ -193,26 +194,53 @@ def valley_index(lrs: Sequence[float], smoothed: Sequence[float], num_steps: int
 
 
 # ----------------------------------------------------------------------------------------------- the race method
-def divergence_index(losses: Sequence[float], threshold: float = 4.0, window: int = DIVERGENCE_WINDOW) -> int | None:
+def divergence_index(
+    losses: Sequence[float],
+    threshold: float = 4.0,
+    window: int = DIVERGENCE_WINDOW,
+    lrs: Sequence[float] | None = None,
+    lookback: float = DIVERGENCE_LOOKBACK,
+) -> int | None:
     """Where the loss diverges, read from a lag-free curve: the first point whose centred running median (of
     ``window`` raw losses, fewer at the ends) exceeds ``threshold`` times the lowest median before it, or is not
     finite. ``None`` when the curve never diverges.
 
     A median ignores single spikes of minibatch noise; a centred window does not lag behind the loss as the
-    sweep's EMA does (with ``beta = 0.98`` the EMA crosses the threshold several steps after the raw loss).
+    sweep's EMA does (with ``beta = 0.98`` the EMA crosses the threshold several steps after the raw loss). With
+    ``lrs``, only points whose LR is within a factor ``lookback`` of the last LR are candidates: the sweep stopped
+    where its EMA diverged, and the EMA lags by steps, not decades, so an earlier "divergence" is batch-to-batch
+    noise of a heavy-tailed loss.
 
     >>> divergence_index([4.0, 3.0, 2.0, 1.0, 30.0, 1.0, 1.0, 9.0, 40.0, 90.0])  # the spike at 4 is ignored
     6
+    >>> divergence_index([1.0, 9.0, 9.0, 9.0, 9.0, 9.0, 9.0], lrs=[1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0])
     """
     half = window // 2
+    first = 0 if lrs is None else next(i for i, lr in enumerate(lrs) if lr * lookback >= lrs[-1])
     lowest = math.inf
     for i in range(len(losses)):
         part = losses[max(0, i - half) : i + half + 1]
         median = statistics.median(part) if all(math.isfinite(v) for v in part) else math.inf
-        if not math.isfinite(losses[i]) or median > threshold * lowest:
+        if i >= first and (not math.isfinite(losses[i]) or median > threshold * lowest):
             return i
         lowest = min(lowest, median)
     return None
+
+
+def race_diverged(losses: Sequence[float], threshold: float = 4.0, window: int = DIVERGENCE_WINDOW) -> bool:
+    """Whether a race diverges: a non-finite loss, or the median of its last ``k`` losses above ``threshold`` times
+    the median of its first ``k``, with ``k = min(window, len(losses) // 2)`` and at least 2 (medians, as single
+    batches of a heavy-tailed loss can be far off).
+
+    >>> race_diverged([1.0, 9.0, 1.0, 1.0]), race_diverged([1.0, 2.0, 90.0, 900.0]), race_diverged([1.0, float("nan")])
+    (False, True, True)
+    """
+    if losses and not math.isfinite(losses[-1]):
+        return True
+    k = min(window, len(losses) // 2)
+    if k < 2:
+        return False
+    return statistics.median(losses[-k:]) > threshold * statistics.median(losses[:k])
 
 
 def race_candidates(anchor: float, n: int, top: float = RACE_TOP, spacing: float = RACE_SPACING) -> list[float]:
