@@ -7,7 +7,7 @@ makes the mean ``inf``.
 
 The grid is walked from the top down, and the walk stops once a whole decade below the best so far has mean losses
 above :data:`STOP_FACTOR` times the best: below the best LR a fixed budget only leaves more loss, so lower points
-cannot win. Final losses are cached (one JSON file per task, keyed by seed and LR) in :func:`cache_dir`, so reruns
+cannot win. When the best is an end of the grid, the walk extends past it until the best is bracketed. Final losses are cached (one JSON file per task, keyed by seed and LR) in :func:`cache_dir`, so reruns
 are quick; without a cache everything is recomputed.
 
 >>> [f"{lr:.3g}" for lr in grid_lrs(1e-2, 1.0, 2)]
@@ -96,8 +96,8 @@ class Reference:
 
     @property
     def at_edge(self) -> bool:
-        """Whether the best LR is an end of the grid (then the grid does not bracket the best)."""
-        return self.best_lr in (GRID[0], GRID[-1])
+        """Whether the best LR is an end of the walked LRs (then they do not bracket the best)."""
+        return self.best_lr in (min(self.losses), max(self.losses))
 
     @property
     def largest_converging_lr(self) -> float | None:
@@ -106,18 +106,37 @@ class Reference:
 
 
 def grid_reference(task: FinderTask, cache: LossCache, seeds: Sequence[int] = SEEDS) -> Reference:
-    """Walk :data:`GRID` from the top down (see the module docstring) and return the mean loss per LR."""
+    """Walk :data:`GRID` from the top down (see the module docstring) and return the mean loss per LR.
+
+    When the best LR is an end of the grid, the walk goes on past that end, at the same spacing, until a decade
+    beyond the best has mean losses above :data:`STOP_FACTOR` times the best (or a point diverges upwards), so
+    the reference always brackets the best; at most 4 decades further.
+    """
     ref = Reference(task.name)
-    below_best = 0
-    for lr in reversed(GRID):
+    _walk(ref, task, cache, seeds, list(reversed(GRID)))
+    step = 10 ** (1 / PER_DECADE)
+    for _ in range(2):  # the best may move along an extension and reach its end again only once per side
+        if ref.best_lr == max(ref.losses):
+            top = max(ref.losses)
+            _walk(ref, task, cache, seeds, [top * step**k for k in range(1, 4 * PER_DECADE + 1)], upward=True)
+        if ref.best_lr == min(ref.losses):
+            low = min(ref.losses)
+            _walk(ref, task, cache, seeds, [low / step**k for k in range(1, 4 * PER_DECADE + 1)])
+    return ref
+
+
+def _walk(ref: Reference, task: FinderTask, cache: LossCache, seeds: Sequence[int], lrs: list[float], upward: bool = False) -> None:
+    beyond_best = 0
+    for lr in lrs:
         ref.losses[lr] = cache.mean_loss(task, lr, seeds)
         best = ref.best_loss
         if not math.isfinite(best):
             continue
-        below_best = below_best + 1 if ref.losses[lr] > STOP_FACTOR * best else 0
-        if below_best >= PER_DECADE:
-            break
-    return ref
+        if upward and not math.isfinite(ref.losses[lr]):
+            return
+        beyond_best = beyond_best + 1 if ref.losses[lr] > STOP_FACTOR * best else 0
+        if beyond_best >= PER_DECADE:
+            return
 
 
 def references(names: Sequence[str], cache: LossCache) -> dict[str, Reference]:

@@ -350,10 +350,12 @@ def linear_regression_data(seed: int) -> Tensors:
 
 
 def softmax_regression_data(seed: int) -> Tensors:
-    """10 overlapping Gaussian classes in 30-D (a linear classifier's problem)."""
+    """10 overlapping Gaussian classes in 30-D (a linear classifier's problem), 20% of the labels replaced at random
+    so that no linear classifier separates them (the loss then has a floor, and the best LR is finite)."""
     g = _generator(seed, 17)
     labels = torch.arange(3000) % 10
-    return torch.randn(10, 30, generator=g)[labels] + torch.randn(3000, 30, generator=g), labels
+    x = torch.randn(10, 30, generator=g)[labels] + torch.randn(3000, 30, generator=g)
+    return x, torch.where(torch.rand(3000, generator=g) < 0.2, torch.randint(0, 10, (3000,), generator=g), labels)
 
 
 def noisy_clusters_data(seed: int) -> Tensors:
