@@ -12,7 +12,8 @@ Three finders, each on every task and seed of :mod:`experiments.finder_tasks`, w
   before :func:`lr_callbacks.finder_curve.fastai_valley`.
 
 Each suggestion is trained for the task's budget with the seed it was found on; the loss ratio is the mean final
-loss over the seeds divided by the grid's best mean final loss (:mod:`experiments.finder_reference`).
+loss over the seeds divided by the grid's best mean final loss (:mod:`experiments.finder_reference`). A suggestion
+diverged when, on some seed, training at it ends above the loss at the initial weights (or not finite).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 
 from experiments.finder_reference import LossCache, Reference, grid_reference
-from experiments.finder_tasks import SEEDS, TASKS, FinderTask, timed
+from experiments.finder_tasks import SEEDS, TASKS, FinderTask, initial_loss, timed
 from lr_callbacks import LRFinder
 from lr_callbacks.finder_curve import CURVE_METHODS, fastai_valley, smooth, suggest
 
@@ -133,6 +134,7 @@ class Cell:
     seconds: list[float] = field(default_factory=list)
     ratio: float = math.inf
     cost_unit: str = "steps"
+    diverged: bool = False
 
     @property
     def lr(self) -> float | None:
@@ -151,8 +153,9 @@ class Cell:
 @dataclass
 class Row:
     task: str
-    reference: Reference
+    reference: Reference | None
     cells: dict[str, Cell] = field(default_factory=dict)
+    unavailable: str | None = None
 
 
 def suggestions(
@@ -186,11 +189,18 @@ def suggestions(
 
 
 def compare(names: Sequence[str], cache: LossCache, methods: Sequence[str] = METHODS, **finder_kwargs: Any) -> list[Row]:
-    """For each task: the grid reference, then every method's suggestions trained and divided by the grid's best."""
+    """For each task: the grid reference, then every method's suggestions trained and divided by the grid's best.
+
+    A task whose data cannot be loaded (California Housing offline) gets a row that says why.
+    """
     rows = []
     for name in names:
         task = TASKS[name]
-        row = Row(name, grid_reference(task, cache))
+        try:
+            row = Row(name, grid_reference(task, cache))
+        except FileNotFoundError as err:
+            rows.append(Row(name, None, unavailable=str(err)))
+            continue
         per_seed = {seed: suggestions(task, seed, methods, **finder_kwargs) for seed in SEEDS}
         for method in methods:
             lrs = [per_seed[s][method][0] for s in SEEDS]
@@ -203,45 +213,57 @@ def compare(names: Sequence[str], cache: LossCache, methods: Sequence[str] = MET
             losses = [math.inf if lr is None or not lr > 0 else cache.loss(task, s, lr) for s, lr in zip(SEEDS, lrs)]
             mean = math.inf if any(not math.isfinite(v) for v in losses) else statistics.fmean(losses)
             cell.ratio = mean / row.reference.best_loss
+            cell.diverged = any(loss > initial_loss(task, s) for s, loss in zip(SEEDS, losses))
             row.cells[method] = cell
         rows.append(row)
     return rows
 
 
-def format_table(rows: Sequence[Row], title: str) -> str:
-    """Long format: one line per task and method, then a summary line per method."""
-    if not rows:
-        return title
-    methods = list(rows[0].cells)
-    lines = [
-        title,
-        f"{'task':<28} {'grid best lr':>12} {'method':<14} {'suggested lr':>12} {'loss ratio':>10} {'|log2|':>7} {'cost':>10}",
-    ]
-    for row in rows:
-        best = row.reference.best_lr
+def format_table(rows: Sequence[Row], title: str, ours: str = "race", others: Sequence[str] = ("lightning", "fastai_valley")) -> str:
+    """Long format: one line per task and method (``div``: training at the suggestion diverged on some seed), then a
+    summary per method and how often ``ours`` has the lower loss ratio than each of ``others``."""
+    done = [row for row in rows if row.reference is not None]
+    lines = [title]
+    lines += [f"{row.task}: unavailable ({row.unavailable})" for row in rows if row.reference is None]
+    if not done:
+        return "\n".join(lines)
+    methods = list(done[0].cells)
+    lines.append(
+        f"{'task':<32} {'grid best lr':>12} {'method':<14} {'suggested lr':>12} {'loss ratio':>10} {'div':>3}"
+        f" {'|log2|':>7} {'cost':>10}"
+    )
+    for row in done:
+        best = row.reference.best_lr  # type: ignore[union-attr]
         for k, method in enumerate(methods):
             cell = row.cells[method]
-            head = f"{row.task:<28} {best:>12.3g}" if k == 0 else " " * 41
+            head = f"{row.task:<32} {best:>12.3g}" if k == 0 else " " * 45
             lr = "none" if cell.lr is None else f"{cell.lr:.3g}"
             cost = f"{max(cell.steps)} {'HVP' if cell.cost_unit == 'HVPs' else 'st'}"
-            lines.append(f"{head} {method:<14} {lr:>12} {_ratio(cell.ratio):>10} {cell.log2_error(best):>7.2f} {cost:>10}")
+            lines.append(
+                f"{head} {method:<14} {lr:>12} {_ratio(cell.ratio):>10} {'yes' if cell.diverged else '':>3}"
+                f" {cell.log2_error(best):>7.2f} {cost:>10}"
+            )
     lines.append("")
     lines.append(
         f"{'method':<14} {'within 1.10x':>12} {'worst ratio':>11} {'diverged':>8} {'median |log2|':>13} {'max cost':>9}"
         f" {'median s':>9}"
     )
     for method in methods:
-        cells = [row.cells[method] for row in rows]
+        cells = [row.cells[method] for row in done]
         within = sum(c.ratio <= 1.10 for c in cells)
         worst = max(c.ratio for c in cells)
-        diverged = sum(not math.isfinite(c.ratio) for c in cells)
-        errors = statistics.median(c.log2_error(row.reference.best_lr) for c, row in zip(cells, rows))
+        diverged = sum(c.diverged for c in cells)
+        errors = statistics.median(c.log2_error(row.reference.best_lr) for c, row in zip(cells, done))  # type: ignore[union-attr]
         cost = max(max(c.steps) for c in cells)
         seconds = statistics.median(t for c in cells for t in c.seconds) if cells[0].seconds else math.nan
         lines.append(
             f"{method:<14} {f'{within}/{len(cells)}':>12} {_ratio(worst):>11} {diverged:>8} {errors:>13.2f} {cost:>9}"
             f" {seconds:>9.2f}"
         )
+    if ours in methods:
+        for other in (o for o in others if o in methods):
+            wins = [row.task for row in done if row.cells[ours].ratio < row.cells[other].ratio]
+            lines.append(f"{ours} has a lower loss ratio than {other} on {len(wins)}/{len(done)} tasks")
     return "\n".join(lines)
 
 

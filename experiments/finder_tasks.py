@@ -470,7 +470,7 @@ class FinderTask:
     inputs: str = "normalised"
 
     def tensors(self, seed: int) -> Tensors:
-        return _cached_data(self.name, seed)
+        return _cached_data(self, seed)
 
     def module(self, seed: int, lr: float = 1e-3) -> TaskModule:
         torch.manual_seed(seed)
@@ -487,14 +487,14 @@ class FinderTask:
 _DATA: dict[tuple[str, int], Tensors] = {}
 
 
-def _cached_data(name: str, seed: int) -> Tensors:
-    if (name, seed) not in _DATA:
-        _DATA[(name, seed)] = TASKS[name].data(seed)
-    return _DATA[(name, seed)]
+def _cached_data(task: FinderTask, seed: int) -> Tensors:
+    if (task.name, seed) not in _DATA:
+        _DATA[(task.name, seed)] = task.data(seed)
+    return _DATA[(task.name, seed)]
 
 
 _TASK_LIST = [
-    # development half
+    # first development half
     FinderTask("linear_unnormalised_sgd", lambda: nn.Linear(16, 1), "mse", "sgd", unnormalised_linear_data, 32, 500, "unnormalised"),
     FinderTask("mlp_tanh_momentum", lambda: mlp([8, 32, 32, 1], nn.Tanh), "mse", "sgd_momentum", sine_regression_data, 64, 300),
     FinderTask("bn_mlp_nesterov", lambda: mlp([20, 64, 64, 5], batchnorm=True), "cross_entropy", "nesterov", cluster_classes_data, 8, 600),
@@ -503,7 +503,7 @@ _TASK_LIST = [
     FinderTask("logistic_unnormalised_adamw", lambda: nn.Linear(10, 1), "bce", "adamw", unnormalised_logistic_data, 128, 100, "unnormalised"),
     FinderTask("autoencoder_subspace_adam", lambda: mlp([32, 16, 4, 16, 32], nn.Tanh), "mse", "adam", subspace_autoencoder_data, 64, 300),
     FinderTask("mlp_fullbatch_gd", lambda: mlp([4, 32, 32, 1], nn.Tanh), "mse", "sgd", smooth_regression_data, None, 2000),
-    # evaluation half
+    # first evaluation half (consumed by the first evaluation: development tasks now, see DEV)
     FinderTask("housing_linear_sgd", lambda: nn.Linear(8, 1), "mse", "sgd", housing_data, 64, 1000),
     FinderTask("spirals_mlp_momentum", lambda: mlp([2, 64, 64, 3]), "cross_entropy", "sgd_momentum", spirals_data, 32, 1000),
     FinderTask("cnn_shapes_nesterov", lambda: SmallCNN(3), "cross_entropy", "nesterov", shape_images_data, 64, 300),
@@ -582,6 +582,14 @@ def final_loss(task: FinderTask, seed: int, lr: float, steps: int | None = None,
                 break
     out = sum(seen) / len(seen)
     return out if math.isfinite(out) else math.inf
+
+
+def initial_loss(task: FinderTask, seed: int) -> float:
+    """The loss on the whole training set at the initial weights (eval mode): a run that ends above it diverged."""
+    module = task.module(seed)
+    module.eval()
+    with torch.no_grad():
+        return float(module.loss(task.tensors(seed)))
 
 
 @contextmanager
