@@ -133,9 +133,11 @@ class LRFinder(Callback):
     ``budget_steps`` leaves after the sweep. A race stops as diverged once its loss exceeds ``diverge_threshold``
     times its first loss. Its score is its mean loss over the second half of its steps; the winner is the largest
     candidate within 2% of the best score, and the suggestion is half the winner: a race is far shorter than a
-    training run, and the LR that wins a short race is mostly too large for a long one. These constants (in
-    :mod:`lr_callbacks.finder_curve`) were chosen on the development half of the tasks in
-    ``experiments/finder_tasks.py`` only; see the README for the out-of-sample evaluation.
+    training run, and the LR that wins a short race is mostly too large for a long one. If the smallest candidate
+    wins, one more candidate below it races while a full race still fits the budget. These constants (in
+    :mod:`lr_callbacks.finder_curve`) were chosen on the development tasks of ``experiments/finder_tasks.py``
+    only; the README gives the out-of-sample evaluation, where the suggestion is within 10% of a grid's best
+    final loss on 5 of 12 tasks (worst 1.85x) and never diverged.
 
     Other suggestion methods (:attr:`SUGGESTIONS`), read from the sweep alone:
 
