@@ -160,7 +160,9 @@ class LRFinder(Callback):
     **Restoration.** After every trial the model, optimizer, grad scaler, RNG and dataloader generators are
     restored exactly (also when a trial raises), then the suggestion becomes each group's ``initial_lr`` and ``lr``:
     ``suggestion * base_g / base_ref``. Torch LR schedulers returned by ``configure_optimizers`` get new
-    ``base_lrs`` so that they do not write the old LR back.
+    ``base_lrs`` so that they do not write the old LR back. Under ``precision="16-mixed"`` a step whose scaled
+    gradients overflow is skipped by the GradScaler (which halves its scale) but still counts as a trial step: its
+    loss is recorded and the next step has the next LR; the scale and growth tracker are restored afterwards.
 
     During the trials other callbacks receive no hooks and ``self.log`` in the module records values (for
     ``monitor``) without logging them. Limits: the LightningModule's ``optimizer_step`` override is bypassed (the

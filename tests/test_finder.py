@@ -9,8 +9,9 @@ import lightning.pytorch as pl
 import pytest
 import torch
 from finder_helpers import Probe, assert_identical, bn_regression, shuffled_loader
-from tiny import LRRecorder, TinyRegression, loader, tiny_trainer
+from tiny import LRRecorder, TinyRegression, loader, regression_data, tiny_trainer
 from torch import nn
+from torch.utils.data import DataLoader
 
 from lr_callbacks import LRFinder, StepDecay
 from lr_callbacks.finder_curve import smooth, sweep_lrs
@@ -81,6 +82,25 @@ def test_a_finder_that_applies_nothing_is_invisible_to_training(where: str) -> N
     ref_params, ref_losses = run(False)
     assert losses == ref_losses
     assert all(torch.equal(p, q) for p, q in zip(params, ref_params))
+
+
+def test_a_loader_with_its_own_generator_keeps_its_order() -> None:
+    """A DataLoader drawing its order from its own ``generator``: the finder's trials draw from it too, and restore
+    it, so every race sees the sweep's first batch and the epoch after the finder has the order it would have had."""
+
+    def run(with_finder: bool) -> tuple[list[float], LRFinder]:
+        torch.manual_seed(0)
+        model = TinyRegression(base_lrs=(0.05,))
+        data = DataLoader(regression_data(64), batch_size=8, shuffle=True, generator=torch.Generator().manual_seed(7))
+        finder = LRFinder(num_steps=15, max_lr=1.0, apply=False, budget_steps=45, race_candidates=3)
+        tiny_trainer([finder] if with_finder else [], max_epochs=2).fit(model, data)
+        return model.step_losses, finder
+
+    losses, finder = run(True)
+    reference, _ = run(False)
+    result = finder.result
+    assert result is not None and all(race[0] == result.losses[0] for race in result.race_losses)
+    assert losses[result.optimizer_steps :] == reference
 
 
 # ----------------------------------------------------------------------------------------------- the curve

@@ -171,6 +171,7 @@ def test_race_candidates_race_score_and_divergence() -> None:
     assert race_score([4.0, 3.0, 2.0]) == 2.0  # int(3 * 0.5) = 1 point
     assert race_score([]) == INF and race_score([1.0, INF]) == INF and race_score([1.0], diverged=True) == INF
     assert not race_diverged([1.0, 30.0, 1.0, 1.0, 1.0, 1.0])  # one heavy batch
+    assert not race_diverged([1.0] * 7 + [9.0])  # ...also when it is the latest
     assert race_diverged([1.0, 1.0, 1.0, 1.0, 1.0, 5.0, 5.0, 5.0, 5.0, 5.0])
     assert not race_diverged([1.0, 1.0, 1.0, 1.0, 1.0, 3.0, 3.0, 3.0, 3.0, 3.0])
     assert race_diverged([1.0, math.nan])
