@@ -82,6 +82,12 @@ class LRFinderResult:
         race_scores: Each race's score: its mean loss over the last half of its steps; ``inf`` if it diverged.
         race_steps: Steps per race.
         hessian_vector_products: Hessian-vector products of the curvature probe.
+
+    Example::
+
+        >>> result = LRFinderResult(lrs=[1e-3, 1e-2], losses=[2.0, 1.5], race_losses=[[1.5, 1.2], [1.5]])
+        >>> result.steps, result.optimizer_steps
+        (2, 5)
     """
 
     lrs: list[float] = field(default_factory=list)

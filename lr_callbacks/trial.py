@@ -34,6 +34,30 @@ class TrialSteps:
 
     Raises:
         RuntimeError: If the trainer has no train dataloader yet.
+
+    Example::
+
+        >>> import torch
+        >>> from torch.utils.data import DataLoader, TensorDataset
+        >>> class Net(pl.LightningModule):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.w = torch.nn.Linear(1, 1)
+        ...     def training_step(self, batch, batch_idx):
+        ...         return self.w(batch[0]).pow(2).mean()
+        ...     def configure_optimizers(self):
+        ...         return torch.optim.SGD(self.parameters(), lr=0.1)
+        >>> class OneTrialStep(pl.Callback):
+        ...     def on_train_start(self, trainer, pl_module):
+        ...         trial = TrialSteps(trainer, pl_module)
+        ...         with trial.isolated():
+        ...             self.loss = trial.step(trainer.optimizers, trial.batches(), 0)
+        >>> probe = OneTrialStep()
+        >>> trainer = pl.Trainer(max_steps=1, callbacks=[probe], logger=False, enable_checkpointing=False,
+        ...                      enable_progress_bar=False, enable_model_summary=False)
+        >>> trainer.fit(Net(), DataLoader(TensorDataset(torch.ones(4, 1)), batch_size=2))
+        >>> isinstance(probe.loss, float) and probe.loss > 0
+        True
     """
 
     def __init__(self, trainer: pl.Trainer, pl_module: pl.LightningModule, monitor: str | None = None) -> None:
