@@ -8,7 +8,7 @@ grid's best, the bar is 1.10), ``|log2(suggested / best)|`` (mean over seeds) an
 and on how many tasks ours has a lower loss ratio than Lightning's finder and than fastai's valley.
 
 Final losses are cached per task in ``$LR_FINDER_CACHE`` (default ``.finder_cache``); ``LR_FINDER_CACHE=none``
-recomputes everything from scratch (about 25 minutes on two shared CPU cores, most of it the grid reference).
+recomputes everything from scratch (17 minutes on two shared CPU cores, most of it the grid reference).
 """
 
 from __future__ import annotations
