@@ -143,7 +143,7 @@ class LRFinderConf:
     mode: str = "exponential"
     smoothing: float = 0.98
     diverge_threshold: float = 4.0
-    suggestion: str = "centered_min"
+    suggestion: str = "race"
     apply: bool = True
     run_at_start: bool = True
     run_at_epoch: Any = None  # int or list of epochs
@@ -151,6 +151,8 @@ class LRFinderConf:
     monitor: Optional[str] = None
     save_dir: Optional[str] = None
     save_png: bool = True
+    budget_steps: int = 300
+    race_candidates: int = 5
 
 
 @dataclass

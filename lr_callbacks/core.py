@@ -525,3 +525,22 @@ def log_metrics(trainer: pl.Trainer, metrics: dict[str, float]) -> None:
     step = step_index(trainer)
     for logger in loggers:
         logger.log_metrics(metrics, step=step)
+
+
+def write_lrs(
+    optimizers: Sequence[Optimizer],
+    lrs: Sequence[Sequence[float]],
+    initial_lrs: Sequence[Sequence[float]] | None = None,
+) -> None:
+    """Write ``lrs[i][g]`` into param group ``g`` of ``optimizers[i]`` (and ``initial_lrs[i][g]`` as its base LR).
+
+    Outside the LR rule only the LR finder sets LRs: each step of its sweep and races, its exact restore and its
+    suggestion go through here, so this module stays the only code that writes ``param_group["lr"]``.
+    """
+    for i, optimizer in enumerate(optimizers):
+        if len(lrs[i]) != len(optimizer.param_groups):
+            raise ValueError(f"`lrs[{i}]` has {len(lrs[i])} values for {len(optimizer.param_groups)} param groups.")
+        for g, group in enumerate(optimizer.param_groups):
+            group["lr"] = lrs[i][g]
+            if initial_lrs is not None:
+                group["initial_lr"] = initial_lrs[i][g]

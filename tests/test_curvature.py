@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from lr_callbacks.curvature import hessian_max_eigenvalue, max_stable_lr
+from lr_callbacks.curvature import hessian_max_eigenvalue, max_stable_lr, sgd_stability_factor, top_eigenvalue
 
 
 class Point(nn.Module):
@@ -99,3 +99,59 @@ def test_linear_loss_has_no_curvature() -> None:
 def test_bad_arguments_name_themselves(kwargs: dict, name: str) -> None:
     with pytest.raises(ValueError, match=f"`{name}`"):
         max_stable_lr(Point(torch.ones(1)), lambda m, b: m.x.pow(2).sum(), None, **kwargs)
+
+
+def test_top_eigenvalue_counts_its_hessian_vector_products() -> None:
+    a = random_spd(6, 1)
+    model = Point(torch.ones(6, dtype=torch.float64))
+    lam, hvps = top_eigenvalue(model, quadratic(a), None, iters=7, tol=1e-30)
+    assert hvps == 7  # no early stop with this tolerance: one product per iteration
+    assert lam == pytest.approx(hessian_max_eigenvalue(model, quadratic(a), None, iters=7, tol=1e-30))
+    # An indefinite Hessian runs a second, shifted power iteration: -5 and 4.9 are too close for the first run to
+    # settle within 50 iterations, so it takes all 50, and the second adds more.
+    indefinite = torch.diag(torch.tensor([-5.0, 4.9, 2.0], dtype=torch.float64))
+    lam, hvps = top_eigenvalue(Point(torch.ones(3, dtype=torch.float64)), quadratic(indefinite), None, iters=50, tol=1e-30)
+    assert 50 < hvps <= 100
+
+
+def test_attention_models_get_a_curvature_estimate_equal_to_the_exact_hessian() -> None:
+    """The fused attention kernels have no second derivative; the probe runs the math kernel instead."""
+    torch.manual_seed(0)
+    attention = nn.MultiheadAttention(4, 1, batch_first=True).double()
+    x = torch.randn(3, 5, 4, dtype=torch.float64)
+
+    def loss_fn(m: nn.Module, b: torch.Tensor) -> torch.Tensor:
+        return m(b, b, b, need_weights=False)[0].pow(2).mean()
+
+    lam = hessian_max_eigenvalue(attention, loss_fn, x, iters=2000, tol=1e-13)
+    params = list(attention.parameters())
+    flat = torch.cat([p.detach().reshape(-1) for p in params])
+
+    def as_function(vector: torch.Tensor) -> torch.Tensor:
+        chunks, offset = {}, 0
+        for (name, p) in attention.named_parameters():
+            chunks[name] = vector[offset : offset + p.numel()].reshape(p.shape)
+            offset += p.numel()
+        out = torch.func.functional_call(attention, chunks, (x, x, x), {"need_weights": False})[0]
+        return out.pow(2).mean()
+
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with sdpa_kernel(SDPBackend.MATH):
+        exact = float(torch.linalg.eigvalsh(torch.autograd.functional.hessian(as_function, flat)).max())
+    assert lam == pytest.approx(exact, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "momentum, dampening, nesterov, factor",
+    [(0.0, 0.0, False, 1.0), (0.9, 0.0, False, 1.9), (0.9, 0.5, False, 3.8), (0.9, 0.0, True, 1.9 / 2.8), (0.0, 0.3, False, 1.0)],
+)
+def test_sgd_stability_factor(momentum: float, dampening: float, nesterov: bool, factor: float) -> None:
+    assert sgd_stability_factor(momentum, dampening, nesterov) == pytest.approx(factor)
+
+
+def test_sgd_stability_factor_checks_its_arguments() -> None:
+    with pytest.raises(ValueError, match="`momentum`"):
+        sgd_stability_factor(1.0)
+    with pytest.raises(ValueError, match="`dampening`"):
+        sgd_stability_factor(0.5, dampening=-0.1)

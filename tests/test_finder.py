@@ -1,23 +1,20 @@
-"""LRFinder: exact restoration, mid-training sweeps, group ratios, schedules, logging, arguments, ranks."""
+"""LRFinder: exact restoration (sweep and races), mid-training runs, group ratios, schedules, logging, arguments."""
 
 from __future__ import annotations
 
-import copy
 import math
-import random
 from typing import Any
 
 import lightning.pytorch as pl
-import numpy as np
 import pytest
 import torch
-from lightning.pytorch.callbacks import Callback
+from finder_helpers import Probe, assert_identical, bn_regression, shuffled_loader
 from tiny import LRRecorder, TinyRegression, loader, regression_data, tiny_trainer
 from torch import nn
 from torch.utils.data import DataLoader
 
 from lr_callbacks import LRFinder, StepDecay
-from lr_callbacks.finder import smooth, suggest, sweep_lrs
+from lr_callbacks.finder_curve import smooth, sweep_lrs
 
 
 # ----------------------------------------------------------------------------------------------- helpers
@@ -27,103 +24,41 @@ def _in_tmp_path(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
 
 
-def shuffled_loader() -> DataLoader:
-    return DataLoader(regression_data(64), batch_size=8, shuffle=True)
-
-
-def state_of(module: nn.Module, optimizers: list[torch.optim.Optimizer]) -> dict[str, Any]:
-    return {
-        "module": {k: v.detach().clone() for k, v in module.state_dict(keep_vars=True).items()},
-        "grads": [None if p.grad is None else p.grad.clone() for p in module.parameters()],
-        "optimizers": [copy.deepcopy(opt.state_dict()) for opt in optimizers],
-        "rng": (torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate()),
-    }
-
-
-def assert_identical(a: Any, b: Any) -> None:
-    """Bit-identical nested structure of tensors / numbers / containers."""
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
-    elif isinstance(a, np.ndarray):
-        assert np.array_equal(a, b)
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys()
-        for key in a:
-            assert_identical(a[key], b[key])
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b)
-        for x, y in zip(a, b):
-            assert_identical(x, y)
-    else:
-        assert a == b
-
-
-class FailingRegression(TinyRegression):
-    """Raises from ``training_step`` on its ``fail_at``-th call once armed."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.fail_at: int | None = None
-        self.calls = 0
-
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        if self.fail_at is not None:
-            self.calls += 1
-            if self.calls == self.fail_at:
-                raise RuntimeError("injected failure")
-        return super().training_step(batch, batch_idx)
-
-
-class Probe(Callback):
-    """At the start of ``epoch``: snapshot, run the finder by hand, snapshot again."""
-
-    def __init__(self, finder: LRFinder, epoch: int = 1, fail_at: int | None = None) -> None:
-        self.finder = finder
-        self.epoch = epoch
-        self.fail_at = fail_at
-        self.before: dict[str, Any] | None = None
-        self.after: dict[str, Any] | None = None
-        self.error: BaseException | None = None
-
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.current_epoch != self.epoch:
-            return
-        self.before = state_of(pl_module, trainer.optimizers)
-        pl_module.fail_at = self.fail_at
-        try:
-            self.finder.find(trainer, pl_module)
-        except RuntimeError as err:
-            self.error = err
-        pl_module.fail_at = None
-        self.after = state_of(pl_module, trainer.optimizers)
-
-
 # ----------------------------------------------------------------------------------------------- restoration
 @pytest.mark.parametrize(
     "optimizer, kwargs",
     [(torch.optim.SGD, {"momentum": 0.9}), (torch.optim.Adam, {}), (torch.optim.AdamW, {"weight_decay": 0.1})],
 )
-@pytest.mark.parametrize("fail_at", [None, 4])
-def test_everything_is_restored_bit_for_bit(optimizer: Any, kwargs: dict, fail_at: int | None) -> None:
-    torch.manual_seed(0)
-    model = FailingRegression(base_lrs=(0.05, 0.02), optimizer=optimizer, **kwargs)
-    model.layer = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 1))  # buffers too
-    model.configure_optimizers = lambda: optimizer(  # type: ignore[method-assign]
-        [{"params": model.layer[0].parameters(), "lr": 0.05}, {"params": model.layer[2].parameters(), "lr": 0.02}]
-        + [{"params": model.layer[1].parameters(), "lr": 0.05}],
-        **kwargs,
-    )
-    finder = LRFinder(num_steps=20, max_lr=1.0, apply=False, run_at_start=False)
-    probe = Probe(finder, epoch=1, fail_at=fail_at)
+@pytest.mark.parametrize("fail_in", [None, "sweep", "race"])
+def test_everything_is_restored_bit_for_bit(optimizer: Any, kwargs: dict, fail_in: str | None) -> None:
+    model = bn_regression(optimizer, **kwargs)
+    finder = LRFinder(num_steps=20, max_lr=1.0, apply=False, run_at_start=False, budget_steps=60, race_candidates=3)
+    # The sweep makes at most 20 calls of training_step, so call 30 falls in a race.
+    probe = Probe(finder, epoch=1, fail_at={None: None, "sweep": 4, "race": 30}[fail_in])
     tiny_trainer([probe], max_epochs=2).fit(model, shuffled_loader())
 
     assert probe.before is not None and probe.after is not None
     assert probe.before["optimizers"][0]["state"], "the optimizer had state before the sweep"
     assert_identical(probe.before, probe.after)
-    if fail_at is None:
+    if fail_in is None:
         assert probe.error is None and finder.result is not None and finder.result.steps > 5
+        assert len(finder.result.race_lrs) >= 3 and finder.result.optimizer_steps <= 60
     else:
         assert isinstance(probe.error, RuntimeError) and "injected" in str(probe.error)
+        assert finder.result is None
+
+
+def test_every_race_starts_from_the_snapshot_on_the_same_batches() -> None:
+    """The first loss of each race is the loss of the snapshot's weights on the first batch: bit for bit the
+    sweep's first loss, with shuffled batches and dropout (data position and RNG restored)."""
+    model = bn_regression(torch.optim.Adam)
+    finder = LRFinder(num_steps=20, max_lr=1.0, apply=False, run_at_start=False, budget_steps=80, race_candidates=4)
+    probe = Probe(finder, epoch=1)
+    tiny_trainer([probe], max_epochs=2).fit(model, shuffled_loader())
+    result = finder.result
+    assert result is not None and len(result.race_losses) >= 4
+    assert all(race[0] == result.losses[0] for race in result.race_losses)
+    assert len({race[1] for race in result.race_losses if len(race) > 1}) > 1  # ...and then the LRs differ
 
 
 @pytest.mark.parametrize("where", ["start", "epoch1"])
@@ -136,16 +71,36 @@ def test_a_finder_that_applies_nothing_is_invisible_to_training(where: str) -> N
         finder = LRFinder(num_steps=15, apply=False, run_at_start=where == "start", run_at_epoch=1 if where == "epoch1" else None)
         tiny_trainer([finder] if with_finder else [], max_epochs=3).fit(model, shuffled_loader())
         losses = model.step_losses
-        if with_finder:  # drop the sweep's steps (before epoch 0 or before epoch 1)
+        if with_finder:  # drop the sweep's and the races' steps (before epoch 0 or before epoch 1)
             assert finder.result is not None and finder.result.epoch == (0 if where == "start" else 1)
+            assert finder.result.race_lrs, "the default suggestion races"
             first = 0 if where == "start" else 8
-            losses = losses[:first] + losses[first + finder.result.steps :]
+            losses = losses[:first] + losses[first + finder.result.optimizer_steps :]
         return [p.detach().clone() for p in model.parameters()], losses
 
     params, losses = run(True)
     ref_params, ref_losses = run(False)
     assert losses == ref_losses
     assert all(torch.equal(p, q) for p, q in zip(params, ref_params))
+
+
+def test_a_loader_with_its_own_generator_keeps_its_order() -> None:
+    """A DataLoader drawing its order from its own ``generator``: the finder's trials draw from it too, and restore
+    it, so every race sees the sweep's first batch and the epoch after the finder has the order it would have had."""
+
+    def run(with_finder: bool) -> tuple[list[float], LRFinder]:
+        torch.manual_seed(0)
+        model = TinyRegression(base_lrs=(0.05,))
+        data = DataLoader(regression_data(64), batch_size=8, shuffle=True, generator=torch.Generator().manual_seed(7))
+        finder = LRFinder(num_steps=15, max_lr=1.0, apply=False, budget_steps=45, race_candidates=3)
+        tiny_trainer([finder] if with_finder else [], max_epochs=2).fit(model, data)
+        return model.step_losses, finder
+
+    losses, finder = run(True)
+    reference, _ = run(False)
+    result = finder.result
+    assert result is not None and all(race[0] == result.losses[0] for race in result.race_losses)
+    assert losses[result.optimizer_steps :] == reference
 
 
 # ----------------------------------------------------------------------------------------------- the curve
@@ -174,27 +129,6 @@ def test_sweep_stops_on_divergence() -> None:
     assert all(s <= 4.0 * min(result.smoothed_losses[: i + 1]) for i, s in enumerate(result.smoothed_losses[:-1]))
 
 
-def test_pure_curve_helpers() -> None:
-    assert sweep_lrs(1e-7, 10.0, 100)[0] == pytest.approx(1e-7) and sweep_lrs(1e-7, 10.0, 100)[-1] == pytest.approx(10.0)
-    beta, losses = 0.9, [3.0, 1.0, 2.0]
-    avg, expected = 0.0, []
-    for i, loss in enumerate(losses):
-        avg = beta * avg + (1 - beta) * loss
-        expected.append(avg / (1 - beta ** (i + 1)))
-    assert smooth(losses, beta) == pytest.approx(expected)
-    # A curve that falls fastest between points 5 and 6 (steps of -1 elsewhere -0.1).
-    lrs = [10.0 ** (i - 10) for i in range(12)]
-    curve = [10.0 - 0.1 * i for i in range(12)]
-    curve = [c - (5.0 if i >= 6 else 0.0) for i, c in enumerate(curve)]
-    lr, idx = suggest("steepest", lrs, curve, curve)
-    assert idx in (5, 6) and lr == lrs[idx]
-    lr, idx = suggest("min_div10", lrs, curve, curve)
-    assert idx == 11 and lr == pytest.approx(lrs[11] / 10)
-    lr, idx = suggest("valley", lrs, curve, curve)  # the whole curve descends: halfway along it
-    assert idx == 5
-    assert suggest("valley", lrs[:1], curve[:1], curve[:1]) is None
-
-
 # ----------------------------------------------------------------------------------------------- applying it
 class GroupLRs(TinyRegression):
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
@@ -213,6 +147,7 @@ def test_group_ratios_are_kept_and_the_suggestion_is_the_base_of_a_schedule() ->
     sweep = model.seen_lrs[: finder.result.steps]
     assert all(a == pytest.approx(2.0 * b) for a, b in sweep)
     assert [a for a, _ in sweep] == pytest.approx(finder.result.lrs)
+    assert not finder.result.race_lrs  # a curve method runs no race
     s = finder.result.suggestion
     assert s is not None
     optimizer = model.trainer.optimizers[0]
@@ -226,6 +161,23 @@ class WithLambdaLR(TinyRegression):
         optimizer = torch.optim.SGD(self.parameters(), lr=0.05)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 0.5**epoch)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+
+def test_races_keep_the_group_ratios_too() -> None:
+    torch.manual_seed(0)
+    model = GroupLRs(base_lrs=(0.1, 0.05))
+    finder = LRFinder(num_steps=20, max_lr=1.0, budget_steps=60, race_candidates=3)
+    tiny_trainer([finder], max_epochs=1).fit(model, loader())
+    result = finder.result
+    races = model.seen_lrs[result.steps : result.optimizer_steps]
+    assert len(races) == result.optimizer_steps - result.steps > 0
+    assert all(a == pytest.approx(2.0 * b) for a, b in races)
+    expected = [lr for lr, losses in zip(result.race_lrs, result.race_losses) for _ in losses]
+    assert [a for a, _ in races] == pytest.approx(expected)
+    assert result.suggestion is not None
+    assert [g["initial_lr"] for g in model.trainer.optimizers[0].param_groups] == pytest.approx(
+        [result.suggestion, result.suggestion / 2]
+    )
 
 
 def test_a_torch_lambda_scheduler_does_not_overwrite_the_suggestion() -> None:
@@ -292,7 +244,7 @@ class Accumulating(TinyRegression):
 def test_accumulation_and_clipping_follow_the_trainer() -> None:
     torch.manual_seed(0)
     model = Accumulating()
-    finder = LRFinder(num_steps=10, max_lr=1e-2, apply=False)
+    finder = LRFinder(num_steps=10, max_lr=1e-2, apply=False, suggestion="min_div10")
     tiny_trainer([finder], max_epochs=1, accumulate_grad_batches=2, gradient_clip_val=0.5).fit(model, loader())
     assert finder.result.steps == 10
     assert len(model.step_losses) == 2 * 10 + 8  # two batches per sweep step, then the real epoch
@@ -316,7 +268,8 @@ def test_the_suggestion_is_broadcast_from_rank_zero(monkeypatch: pytest.MonkeyPa
     finder = LRFinder(num_steps=12, max_lr=1e-2)
     trainer.callbacks.append(finder)
     trainer.fit(model, loader())
-    assert len(reduced) == finder.result.steps == 12  # every step's loss is averaged over ranks
+    # Every sweep and race step's loss is averaged over ranks.
+    assert finder.result.steps == 12 and len(reduced) == finder.result.optimizer_steps > 12
     assert finder.result.suggestion == 0.0123
     assert trainer.optimizers[0].param_groups[0]["initial_lr"] == pytest.approx(0.0123)
 
@@ -352,6 +305,10 @@ def test_png_tensorboard_figure_and_scalars(tmp_path: Any) -> None:
     losses = events.Scalars("lr_finder/loss")
     assert [e.value for e in losses] == pytest.approx(finder.result.losses)
     assert events.Scalars("lr_finder/suggestion")[0].value == pytest.approx(finder.result.suggestion)
+    assert [e.value for e in events.Scalars("lr_finder/race_lr")] == pytest.approx(finder.result.race_lrs)
+    scores = [e.value for e in events.Scalars("lr_finder/race_score")]
+    assert scores == pytest.approx(finder.result.race_scores)
+    assert events.Scalars("lr_finder/optimizer_steps")[0].value == finder.result.optimizer_steps
 
 
 def test_no_logger_saves_the_png_to_save_dir_and_plot_returns_a_figure(tmp_path: Any) -> None:
@@ -364,7 +321,8 @@ def test_no_logger_saves_the_png_to_save_dir_and_plot_returns_a_figure(tmp_path:
     figure = finder.plot()
     assert isinstance(figure, Figure)
     ax = figure.axes[0]
-    assert ax.get_xscale() == "log" and len(ax.lines) == 3  # raw, smoothed, suggestion
+    assert ax.get_xscale() == "log" and len(ax.lines) == 4  # raw, smoothed, race scores, suggestion
+    assert list(ax.lines[2].get_xdata()) == pytest.approx(finder.result.race_lrs)
 
 
 def test_state_dict_round_trip() -> None:
@@ -393,6 +351,9 @@ def test_state_dict_round_trip() -> None:
         ({"diverge_threshold": 1.0}, "diverge_threshold"),
         ({"curvature_scale": 0.0}, "curvature_scale"),
         ({"run_at_epoch": -1}, "run_at_epoch"),
+        ({"budget_steps": 109}, "budget_steps"),  # 100 sweep steps + 2 x 5 races do not fit
+        ({"race_candidates": 1}, "race_candidates"),
+        ({"budget_steps": 0, "suggestion": "valley"}, "budget_steps"),
     ],
 )
 def test_bad_arguments_raise_naming_the_argument(kwargs: dict, name: str) -> None:
@@ -402,3 +363,7 @@ def test_bad_arguments_raise_naming_the_argument(kwargs: dict, name: str) -> Non
 
 def test_linear_mode_may_start_at_zero() -> None:
     assert LRFinder(min_lr=0.0, max_lr=1.0, mode="linear").min_lr == 0.0
+
+
+def test_a_curve_method_needs_no_race_budget() -> None:
+    assert LRFinder(budget_steps=100, suggestion="valley").budget_steps == 100

@@ -1,4 +1,5 @@
-"""Under DDP (2 CPU processes, gloo) the finder records one curve and applies one suggestion on every rank."""
+"""Under DDP (2 CPU processes, gloo) the finder records one curve, runs the same races and applies one suggestion on
+every rank."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ class Report(Callback):
         data = {
             "world_size": trainer.world_size,
             "losses": finder.result.losses,
+            "race_scores": finder.result.race_scores,
             "suggestion": finder.result.suggestion,
             "initial_lrs": [g["initial_lr"] for g in trainer.optimizers[0].param_groups],
         }
@@ -52,7 +54,7 @@ def test_ddp_ranks_share_the_curve_and_the_suggestion(tmp_path: Path) -> None:
         devices=2,
         strategy="ddp_spawn",
         max_epochs=1,
-        callbacks=[LRFinder(num_steps=30, max_lr=1.0, save_png=False), Report(str(tmp_path))],
+        callbacks=[LRFinder(num_steps=30, max_lr=1.0, save_png=False, budget_steps=70), Report(str(tmp_path))],
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -66,6 +68,7 @@ def test_ddp_ranks_share_the_curve_and_the_suggestion(tmp_path: Path) -> None:
     assert [r["world_size"] for r in ranks] == [2, 2]
     assert len(ranks[0]["losses"]) >= 6
     assert ranks[0]["losses"] == ranks[1]["losses"]
+    assert len(ranks[0]["race_scores"]) >= 5 and ranks[0]["race_scores"] == ranks[1]["race_scores"]
     assert ranks[0]["suggestion"] == ranks[1]["suggestion"]
     assert ranks[0]["initial_lrs"] == ranks[1]["initial_lrs"]
     suggestion = ranks[0]["suggestion"]

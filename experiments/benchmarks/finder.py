@@ -1,67 +1,46 @@
-"""LR finder cost and quality: :class:`lr_callbacks.LRFinder` beside Lightning's ``LearningRateFinder``.
+"""LR finder quality, in and out of sample: ours (every suggestion), Lightning's ``LearningRateFinder``, fastai's valley.
 
-Both finders sweep the same range (1e-7 to 10, 100 steps) at fit start on the tasks of
-:mod:`experiments.finder_tasks`.
+For every task of :mod:`experiments.finder_tasks`, on its development and its evaluation part separately: the
+grid-best LR (:mod:`experiments.finder_reference`), each method's suggested LR (geometric mean over the seeds), the
+loss ratio (mean final loss at the per-seed suggestions / the grid's best mean final loss; 1.00 = as good as the
+grid's best, the bar is 1.10), ``|log2(suggested / best)|`` (mean over seeds) and the cost in optimizer steps
+(Hessian-vector products for ``curvature``), then a summary per method with the median wall time of a finder run,
+and on how many tasks ours has a lower loss ratio than Lightning's finder and than fastai's valley.
 
-- **Cost**: sweep steps taken and the wall time of a ``Trainer.fit`` that runs the finder and one training step
-  (median of ``--repeats``): ours without and with drawing the PNG (matplotlib rendering is most of it on tiny
-  models), and our sweep + restoration alone. Lightning's finder saves and restores a full checkpoint around its
-  sweep and draws nothing; ours copies the tensors it changes in memory.
-- **Quality**: each suggestion trained for the task's fixed budget; the final loss divided by the best final loss
-  of a log-spaced LR grid (1.00 = as good as the grid's best; the bar is 1.10).
+Final losses are cached per task in ``$LR_FINDER_CACHE`` (default ``.finder_cache``); ``LR_FINDER_CACHE=none``
+recomputes everything from scratch (17 minutes on two shared CPU cores, most of it the grid reference).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import statistics
 import warnings
 
-from experiments.finder_tasks import TASKS, format_rows, one_thread, run_lightning, run_ours, validate
-
-QUALITY_TASKS = ("regression", "classifier", "autoencoder", "linear")
+from experiments.finder_compare import compare, format_table
+from experiments.finder_reference import LossCache, cache_dir
+from experiments.finder_tasks import DEV, EVAL, one_thread
 
 
 def _quiet() -> None:
     warnings.filterwarnings("ignore", module="lightning")
+    warnings.filterwarnings("ignore", message=".*LRFinder.*")
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def cost_table(repeats: int) -> str:
-    """Per task: sweep steps; median seconds of our sweep alone, of fit with ours (with / without the PNG), and of
-    fit with Lightning's finder."""
-    head = (
-        f"{'task':<12} {'ours steps':>10} {'ours sweep s':>12} {'ours fit s':>10} {'+png s':>8}"
-        f" {'lightning steps':>16} {'lightning fit s':>16}"
-    )
-    lines = [head]
-    for name, task in TASKS.items():
-        bare = [run_ours(task, save_png=False) for _ in range(repeats)]
-        with_png = [run_ours(task) for _ in range(repeats)]
-        theirs = [run_lightning(task) for _ in range(repeats)]
-        sweep_s = statistics.median(f.result.seconds for f, _ in bare if f.result)
-        bare_s = statistics.median(s for _, s in bare)
-        png_s = statistics.median(s for _, s in with_png)
-        theirs_s = statistics.median(s for _, _, s in theirs)
-        steps = bare[0][0].result.steps if bare[0][0].result else 0
-        lines.append(
-            f"{name:<12} {steps:>10} {sweep_s:>12.3f} {bare_s:>10.3f} {png_s:>8.3f} {theirs[0][1]:>16} {theirs_s:>16.3f}"
-        )
-    return "\n".join(lines)
-
-
 def run(args: argparse.Namespace) -> None:
-    """Print the cost table, then the quality table (every suggestion method of ours, and Lightning's)."""
+    """Print the development table, then the evaluation table."""
     _quiet()
-    repeats = max(1, int(getattr(args, "repeats", 3)))
+    cache = LossCache(cache_dir())
     with one_thread():
-        print("cost (median of %d): sweep steps and wall time of fit (finder + 1 training step)" % repeats)
-        print(cost_table(repeats), flush=True)
-        print("\nquality: suggested LR (final loss / grid-best final loss)")
-        print(format_rows(validate(QUALITY_TASKS)), flush=True)
+        parts = (
+            (f"development part ({len(DEV)} tasks: every tuned choice was made on these)", DEV),
+            (f"evaluation part ({len(EVAL)} tasks, fixed before the current method: out of sample)", EVAL),
+        )
+        for title, names in parts:
+            print(format_table(compare(names, cache), title) + "\n", flush=True)
 
 
 if __name__ == "__main__":
-    run(argparse.Namespace(repeats=3))
+    run(argparse.Namespace())

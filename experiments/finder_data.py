@@ -1,0 +1,301 @@
+"""Seeded synthetic data sets of the finder tasks (:mod:`experiments.finder_tasks`): ``data(seed) -> (x, y)``.
+
+Each generator draws from a private ``torch.Generator`` seeded by the seed and a salt of its own, so tasks do not
+share draws and a seed always gives the same data.
+
+>>> x, y = spirals_data(0, per_class=4)
+>>> tuple(x.shape), y.tolist()
+((12, 2), [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+Tensors = tuple[Tensor, Tensor]
+
+
+def _generator(seed: int, salt: int) -> torch.Generator:
+    return torch.Generator().manual_seed(1000 * seed + salt)
+
+
+def unnormalised_linear_data(seed: int) -> Tensors:
+    """Least squares, 16 features with scales 1..10 and offsets up to 3 scales: badly conditioned."""
+    g = _generator(seed, 1)
+    scales = torch.logspace(0, 1, 16)
+    offsets = 3.0 * scales * torch.rand(16, generator=g)
+    x = offsets + torch.randn(1024, 16, generator=g) * scales
+    w = torch.randn(16, 1, generator=g) / scales.unsqueeze(1)
+    y = (x - offsets) @ w + 0.1 * torch.randn(1024, 1, generator=g)
+    return x, y
+
+
+def sine_regression_data(seed: int, n: int = 2048, dim: int = 8) -> Tensors:
+    g = _generator(seed, 2)
+    x = torch.randn(n, dim, generator=g)
+    w = torch.randn(dim, 3, generator=g)
+    return x, torch.sin(x @ w).sum(dim=1, keepdim=True) + 0.1 * torch.randn(n, 1, generator=g)
+
+
+def cluster_classes_data(seed: int) -> Tensors:
+    """5 classes in 20-D, each a mixture of two unit Gaussian clusters."""
+    g = _generator(seed, 3)
+    centres = 1.5 * torch.randn(10, 20, generator=g)
+    cluster = torch.arange(2048) % 10
+    return centres[cluster] + torch.randn(2048, 20, generator=g), cluster % 5
+
+
+def _draw_images(kind: Tensor, g: torch.Generator, shapes: list[Callable[[int, int], Tensor]], noise: float) -> Tensor:
+    images = torch.zeros(len(kind), 1, 12, 12)
+    pos = torch.randint(2, 10, (len(kind), 2), generator=g)
+    for i, (k, (r, c)) in enumerate(zip(kind.tolist(), pos.tolist())):
+        images[i, 0] = shapes[k](r, c)
+    return images + noise * torch.randn(images.shape, generator=g)
+
+
+def _canvas(points: list[tuple[int, int]]) -> Tensor:
+    img = torch.zeros(12, 12)
+    for r, c in points:
+        if 0 <= r < 12 and 0 <= c < 12:
+            img[r, c] = 1.0
+    return img
+
+
+BARS = [
+    lambda r, c: _canvas([(r, c + d) for d in range(-2, 3)]),  # horizontal
+    lambda r, c: _canvas([(r + d, c) for d in range(-2, 3)]),  # vertical
+    lambda r, c: _canvas([(r + d, c + d) for d in range(-2, 3)]),  # diagonal
+    lambda r, c: _canvas([(r + d, c - d) for d in range(-2, 3)]),  # anti-diagonal
+]
+SHAPES = [
+    lambda r, c: _canvas([(r, c + d) for d in range(-2, 3)] + [(r + d, c) for d in (-2, -1, 1, 2)]),  # plus
+    lambda r, c: _canvas([(r + a, c + b) for a in (-1, 0, 1) for b in (-1, 0, 1) if (a, b) != (0, 0)]),  # ring
+    lambda r, c: _canvas([(r + a, c + b) for a in (-1, 0, 1) for b in (-1, 0, 1)]),  # filled square
+]
+
+
+def bar_images_data(seed: int) -> Tensors:
+    g = _generator(seed, 4)
+    kind = torch.arange(1024) % 4
+    return _draw_images(kind, g, BARS, noise=0.5), kind
+
+
+def shape_images_data(seed: int) -> Tensors:
+    g = _generator(seed, 5)
+    kind = torch.arange(1536) % 3
+    return _draw_images(kind, g, SHAPES, noise=0.6), kind
+
+
+def adding_problem_data(seed: int, n: int = 2048, length: int = 12) -> Tensors:
+    """The adding problem: the sum of the two values whose marker is set."""
+    g = _generator(seed, 6)
+    values = torch.rand(n, length, generator=g)
+    marks = torch.zeros(n, length)
+    first = torch.randint(0, length // 2, (n,), generator=g)
+    second = torch.randint(length // 2, length, (n,), generator=g)
+    marks[torch.arange(n), first] = 1.0
+    marks[torch.arange(n), second] = 1.0
+    return torch.stack([values, marks], dim=2), (values * marks).sum(dim=1, keepdim=True)
+
+
+def unnormalised_logistic_data(seed: int) -> Tensors:
+    """Binary labels from a linear rule with 10% flipped; 10 features with scales 1..100 and offsets."""
+    g = _generator(seed, 7)
+    scales = torch.logspace(0, 2, 10)
+    z = torch.randn(2048, 10, generator=g)
+    w = torch.randn(10, generator=g)
+    labels = ((z @ w) > 0).float()
+    flip = torch.rand(2048, generator=g) < 0.1
+    labels = torch.where(flip, 1.0 - labels, labels)
+    x = scales * (z + 2.0 * torch.rand(10, generator=g))
+    return x, labels.unsqueeze(1)
+
+
+def subspace_autoencoder_data(seed: int) -> Tensors:
+    g = _generator(seed, 8)
+    basis = torch.randn(4, 32, generator=g) / 2
+    x = torch.randn(1024, 4, generator=g) @ basis + 0.2 * torch.randn(1024, 32, generator=g)
+    return x, x
+
+
+def smooth_regression_data(seed: int) -> Tensors:
+    g = _generator(seed, 9)
+    x = torch.randn(256, 4, generator=g)
+    y = torch.sin(2 * x[:, :1]) * x[:, 1:2] + x[:, 2:3] ** 2 / 2 - x[:, 3:4] + 0.05 * torch.randn(256, 1, generator=g)
+    return x, y
+
+
+def housing_data(seed: int) -> Tensors:
+    """California Housing training part, the seed study's split and scaling (the data do not depend on ``seed``)."""
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
+    from experiments.data.housing import load_housing_arrays
+
+    x, y = load_housing_arrays()
+    x_train, _, y_train, _ = train_test_split(x, y, test_size=0.2, random_state=42)
+    x_train = StandardScaler().fit(x_train).transform(x_train)
+    return torch.tensor(x_train, dtype=torch.float32), torch.tensor(y_train, dtype=torch.float32).unsqueeze(1)
+
+
+def spirals_data(seed: int, per_class: int = 500) -> Tensors:
+    g = _generator(seed, 10)
+    xs, ys = [], []
+    for k in range(3):
+        r = torch.linspace(0.0, 1.0, per_class)
+        t = torch.linspace(4.0 * k, 4.0 * (k + 1), per_class) + 0.2 * torch.randn(per_class, generator=g)
+        xs.append(torch.stack([r * torch.sin(t), r * torch.cos(t)], dim=1))
+        ys.append(torch.full((per_class,), k))
+    return torch.cat(xs), torch.cat(ys)
+
+
+def xor_bce_data(seed: int) -> Tensors:
+    """Binary labels from an XOR of two features' signs, 5% flipped; 12 features with scales 1..50 and offsets."""
+    g = _generator(seed, 11)
+    z = torch.randn(4096, 12, generator=g)
+    labels = ((z[:, 0] > 0) ^ (z[:, 1] > 0)).float()
+    labels = torch.where(torch.rand(4096, generator=g) < 0.05, 1.0 - labels, labels)
+    scales = torch.logspace(0, 1.7, 12)[torch.randperm(12, generator=g)]
+    return scales * (z + torch.rand(12, generator=g)), labels.unsqueeze(1)
+
+
+def majority_token_data(seed: int, n: int = 2048, length: int = 10) -> Tensors:
+    """Sequences over 8 tokens; the label is whichever of tokens 0, 1, 2 occurs most often (ties: the lowest)."""
+    g = _generator(seed, 12)
+    x = torch.randint(0, 8, (n, length), generator=g)
+    counts = torch.stack([(x == k).sum(dim=1) for k in range(3)], dim=1)
+    return x, counts.argmax(dim=1)
+
+
+def blobs_data(seed: int) -> Tensors:
+    """8 Gaussian blobs in 16-D (for an autoencoder)."""
+    g = _generator(seed, 13)
+    centres = 2.0 * torch.randn(8, 16, generator=g)
+    x = centres[torch.arange(2048) % 8] + 0.3 * torch.randn(2048, 16, generator=g)
+    return x, x
+
+
+def unnormalised_regression_data(seed: int) -> Tensors:
+    g = _generator(seed, 14)
+    scales = torch.tensor([1.0, 2.0, 5.0, 10.0, 20.0, 50.0])
+    z = torch.randn(1024, 6, generator=g)
+    w = torch.randn(6, 4, generator=g)
+    y = torch.tanh(z @ w).sum(dim=1, keepdim=True) + 0.1 * torch.randn(1024, 1, generator=g)
+    return scales * (z + torch.rand(6, generator=g)), y
+
+
+def gaussian_xor_data(seed: int) -> Tensors:
+    """Two classes of four 2-D Gaussian clusters in an XOR layout."""
+    g = _generator(seed, 15)
+    corner = torch.arange(512) % 4
+    centres = torch.tensor([[1.0, 1.0], [-1.0, -1.0], [1.0, -1.0], [-1.0, 1.0]])
+    return centres[corner] + 0.45 * torch.randn(512, 2, generator=g), (corner >= 2).long()
+
+
+def _normal_linear(seed: int, salt: int, n: int, dim: int, noise: float) -> tuple[Tensor, Tensor, torch.Generator]:
+    g = _generator(seed, salt)
+    x = torch.randn(n, dim, generator=g)
+    return x, x @ torch.randn(dim, 1, generator=g) + noise * torch.randn(n, 1, generator=g), g
+
+
+def linear_regression_data(seed: int) -> Tensors:
+    x, y, _ = _normal_linear(seed, 16, 2048, 20, 0.5)
+    return x, y
+
+
+def softmax_regression_data(seed: int) -> Tensors:
+    """10 overlapping Gaussian classes in 30-D (a linear classifier's problem), 20% of the labels replaced at random
+    so that no linear classifier separates them (the loss then has a floor, and the best LR is finite)."""
+    g = _generator(seed, 17)
+    labels = torch.arange(3000) % 10
+    x = torch.randn(10, 30, generator=g)[labels] + torch.randn(3000, 30, generator=g)
+    return x, torch.where(torch.rand(3000, generator=g) < 0.2, torch.randint(0, 10, (3000,), generator=g), labels)
+
+
+def noisy_clusters_data(seed: int) -> Tensors:
+    """8 classes of Gaussian clusters in 16-D, 10% of the labels replaced at random."""
+    g = _generator(seed, 18)
+    labels = torch.arange(4096) % 8
+    x = 1.2 * torch.randn(8, 16, generator=g)[labels] + torch.randn(4096, 16, generator=g)
+    noisy = torch.where(torch.rand(4096, generator=g) < 0.1, torch.randint(0, 8, (4096,), generator=g), labels)
+    return x, noisy
+
+
+def product_regression_data(seed: int) -> Tensors:
+    g = _generator(seed, 19)
+    x = torch.randn(2048, 10, generator=g)
+    y = (x[:, :-1] * x[:, 1:]).sum(dim=1, keepdim=True) / 3 + 0.1 * torch.randn(2048, 1, generator=g)
+    return x, y
+
+
+QUADRANT_BLOBS = [
+    lambda r, c: _canvas([(3 + a, 3 + b) for a in (-1, 0, 1) for b in (-1, 0, 1)]),
+    lambda r, c: _canvas([(3 + a, 8 + b) for a in (-1, 0, 1) for b in (-1, 0, 1)]),
+    lambda r, c: _canvas([(8 + a, 3 + b) for a in (-1, 0, 1) for b in (-1, 0, 1)]),
+    lambda r, c: _canvas([(8 + a, 8 + b) for a in (-1, 0, 1) for b in (-1, 0, 1)]),
+]
+DOTS = [
+    lambda r, c: _canvas([(r, c)]),
+    lambda r, c: _canvas([(r, c), (r - 2, c + 2)]),
+    lambda r, c: _canvas([(r, c), (r - 2, c + 2), (r + 2, c - 2)]),
+]
+
+
+def quadrant_images_data(seed: int) -> Tensors:
+    g = _generator(seed, 20)
+    kind = torch.arange(1024) % 4
+    return _draw_images(kind, g, QUADRANT_BLOBS, noise=0.8), kind
+
+
+def dot_count_images_data(seed: int) -> Tensors:
+    """How many dots (1 to 3), with pixel values in 0..255 as raw 8-bit images have them."""
+    g = _generator(seed, 21)
+    kind = torch.arange(1536) % 3
+    return 255.0 * _draw_images(kind, g, DOTS, noise=0.3), kind
+
+
+def half_sums_data(seed: int, n: int = 2048, length: int = 10) -> Tensors:
+    """Which half of the sequence has the larger sum."""
+    g = _generator(seed, 22)
+    x = torch.randn(n, length, 1, generator=g)
+    return x, (x[:, length // 2 :].sum(dim=(1, 2)) > x[:, : length // 2].sum(dim=(1, 2))).long()
+
+
+def first_token_count_data(seed: int, n: int = 2048, length: int = 12) -> Tensors:
+    """How often the first token occurs in the sequence (over 4), from tokens of a vocabulary of 10."""
+    g = _generator(seed, 23)
+    x = torch.randint(0, 10, (n, length), generator=g)
+    return x, ((x == x[:, :1]).sum(dim=1, keepdim=True).float() / 4.0)
+
+
+def binary_patterns_data(seed: int) -> Tensors:
+    """24-bit patterns: 6 prototypes with 10% of the bits flipped (for an autoencoder with a BCE loss)."""
+    g = _generator(seed, 24)
+    prototypes = (torch.rand(6, 24, generator=g) < 0.5).float()
+    x = prototypes[torch.arange(2048) % 6]
+    x = torch.where(torch.rand(2048, 24, generator=g) < 0.1, 1.0 - x, x)
+    return x, x
+
+
+def wave_regression_data(seed: int) -> Tensors:
+    g = _generator(seed, 25)
+    x = torch.randn(512, 3, generator=g)
+    y = torch.sin(3 * x[:, :1]) + torch.cos(2 * x[:, 1:2]) * x[:, 2:3] + 0.05 * torch.randn(512, 1, generator=g)
+    return x, y
+
+
+def normal_logistic_data(seed: int) -> Tensors:
+    x, y, g = _normal_linear(seed, 26, 1024, 12, 0.0)
+    labels = (y > 0).float()
+    return x, torch.where(torch.rand(1024, 1, generator=g) < 0.15, 1.0 - labels, labels)
+
+
+def unnormalised_deep_regression_data(seed: int) -> Tensors:
+    g = _generator(seed, 27)
+    scales = torch.logspace(0, 1.5, 6)
+    z = torch.randn(2048, 6, generator=g)
+    y = torch.tanh(z @ torch.randn(6, 3, generator=g)).prod(dim=1, keepdim=True) + 0.05 * torch.randn(2048, 1, generator=g)
+    return scales * (z + 2.0 * torch.rand(6, generator=g)), y
