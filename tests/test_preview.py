@@ -243,12 +243,12 @@ def test_plot_writes_a_png_and_a_tensorboard_figure(tmp_path: Path) -> None:
     assert events.Tags()["images"] == ["lr_preview"]
 
 
-def test_plot_refuses_a_logger_that_takes_no_figure() -> None:
+def test_plot_refuses_a_logger_that_takes_no_figure(tmp_path: Path) -> None:
     from lightning.pytorch.loggers import CSVLogger
 
     foreseen = preview([StepDecay(1)], epochs=1, steps_per_epoch=1, base_lrs=0.1)
     with pytest.raises(ValueError, match="`logger` must be a TensorBoard logger .* got CSVLogger"):
-        foreseen.plot(logger=CSVLogger("unused"))
+        foreseen.plot(logger=CSVLogger(tmp_path))
 
 
 def test_preview_runs_without_matplotlib_and_plot_says_what_is_missing() -> None:
