@@ -3,8 +3,9 @@
 Three finders, each on every task and seed of :mod:`experiments.finder_tasks`, with the same range (1e-7 to 10,
 100 sweep steps):
 
-- ours, :class:`lr_callbacks.LRFinder`, at fit start in a ``Trainer`` whose ``max_steps`` is the task's budget:
-  every suggestion method (the curve methods read the default run's sweep; ``curvature`` is its own run);
+- ours, :class:`lr_callbacks.LRFinder`, at fit start in a ``Trainer`` whose ``max_steps`` is the task's budget
+  (which the race suggestion reads as the training budget): every suggestion method (the curve methods read the
+  default run's sweep; ``curvature`` is its own run);
 - Lightning's ``LearningRateFinder``, as installed;
 - fastai's ``lr_find`` with its ``valley`` suggestion, re-implemented in :func:`fastai_valley_lr` (fastai itself
   cannot be installed beside this project's torch): its schedule ``start * (end / start) ** (i / num_it)``, its
@@ -163,15 +164,16 @@ def suggestions(
 ) -> dict[str, tuple[float | None, int, float]]:
     """Every method's ``(suggestion, cost, seconds)`` on one task and seed.
 
-    The cost is in optimizer steps (Hessian-vector products for ``curvature``); the seconds are the wall time of the
-    finder run it comes from (the curve methods share the default run's).
+    The cost is in steps (Hessian-vector products for ``curvature``): for ``race`` its optimizer steps plus its
+    probe batches (:attr:`lr_callbacks.finder.LRFinderResult.cost_steps`), for the others their sweep steps; the
+    seconds are the wall time of the finder run it comes from (the curve methods share the default run's).
     """
     out: dict[str, tuple[float | None, int, float]] = {}
     if any(m == "race" or m in CURVE_METHODS for m in methods):
         finder, seconds = timed(lambda: run_ours(task, seed, **finder_kwargs))
         result = finder.result
         assert result is not None
-        out["race"] = (result.suggestion, result.optimizer_steps, seconds)
+        out["race"] = (result.suggestion, result.cost_steps, seconds)
         for method in CURVE_METHODS:
             found = suggest(method, result.lrs, result.losses, result.smoothed_losses, num_steps=finder.num_steps)
             out[method] = (None if found is None else found[0], result.steps, seconds)
