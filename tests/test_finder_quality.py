@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from experiments import finder_compare as fc
-from experiments.finder_reference import GRID, PER_DECADE, STOP_FACTOR, LossCache, cache_dir, grid_reference
+from experiments.finder_reference import GRID, OTHER_SEEDS, PER_DECADE, STOP_FACTOR, LossCache, cache_dir, grid_reference
 from experiments.finder_tasks import DEV, EVAL, SECOND_EVAL, SEEDS, TASKS, FinderTask, final_loss, one_thread
 from lr_callbacks.finder_curve import fastai_valley, smooth
 
@@ -79,13 +79,17 @@ def test_fastai_lr_find_schedule_stop_and_trimming() -> None:
 def test_compare_and_the_table_on_one_task() -> None:
     cache = LossCache(None)
     with one_thread():
-        (row,) = fc.compare([CHEAP], cache, methods=("race", "valley", "lightning"))
+        (row,) = fc.compare([CHEAP], cache, methods=("race", "valley", "lightning"), other_seeds=True)
+    assert {key.split(":")[0] for key in cache._table(CHEAP)} == {str(s) for s in (*SEEDS, *OTHER_SEEDS)}
+    other = grid_reference(TASKS[CHEAP], cache, seeds=OTHER_SEEDS)  # from the cache: the walk compare made
     assert row.reference is not None
     for method, cell in row.cells.items():
         assert len(cell.lrs) == len(SEEDS) and all(lr is not None and lr > 0 for lr in cell.lrs)
         expected = statistics.fmean(cache.loss(TASKS[CHEAP], s, lr) for s, lr in zip(SEEDS, cell.lrs))
         assert cell.ratio == pytest.approx(expected / row.reference.best_loss), method
     assert row.cells["race"].steps[0] <= 300 and row.cells["lightning"].steps[0] <= 100
+    # The noise-ceiling row: the best LR of an independent grid walk on seeds 2 and 3, on every seed.
+    assert set(OTHER_SEEDS).isdisjoint(SEEDS) and row.cells[fc.OTHER_SEEDS_METHOD].lrs == [other.best_lr] * len(SEEDS)
     table = fc.format_table([row], "one task")
     assert "one task" in table and f"{row.cells['race'].ratio:.2f}" in table
     wins = int(row.cells["race"].ratio < row.cells["lightning"].ratio)
