@@ -3,8 +3,9 @@
 Three finders, each on every task and seed of :mod:`experiments.finder_tasks`, with the same range (1e-7 to 10,
 100 sweep steps):
 
-- ours, :class:`lr_callbacks.LRFinder`, at fit start in a ``Trainer`` whose ``max_steps`` is the task's budget:
-  every suggestion method (the curve methods read the default run's sweep; ``curvature`` is its own run);
+- ours, :class:`lr_callbacks.LRFinder`, at fit start in a ``Trainer`` whose ``max_steps`` is the task's budget
+  (which the race suggestion reads as the training budget): every suggestion method (the curve methods read the
+  default run's sweep; ``curvature`` is its own run);
 - Lightning's ``LearningRateFinder``, as installed;
 - fastai's ``lr_find`` with its ``valley`` suggestion, re-implemented in :func:`fastai_valley_lr` (fastai itself
   cannot be installed beside this project's torch): its schedule ``start * (end / start) ** (i / num_it)``, its
@@ -14,6 +15,11 @@ Three finders, each on every task and seed of :mod:`experiments.finder_tasks`, w
 Each suggestion is trained for the task's budget with the seed it was found on; the loss ratio is the mean final
 loss over the seeds divided by the grid's best mean final loss (:mod:`experiments.finder_reference`). A suggestion
 diverged when, on some seed, training at it ends above the loss at the initial weights (or not finite).
+
+With ``other_seeds=True`` a fourth row per task, :data:`OTHER_SEEDS_METHOD`, is the grid-best LR of an independent
+reference on seeds 2 and 3 (:data:`experiments.finder_reference.OTHER_SEEDS`), trained on the same seeds as the
+others: a suggestion as good as knowing the task's best LR from other runs of it. Its loss ratio is the benchmark's
+noise ceiling; where it misses 1.10, no finder can be expected to meet the bar.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 
-from experiments.finder_reference import LossCache, Reference, grid_reference
+from experiments.finder_reference import OTHER_SEEDS, LossCache, Reference, grid_reference
 from experiments.finder_tasks import SEEDS, TASKS, FinderTask, initial_loss, timed
 from lr_callbacks import LRFinder
 from lr_callbacks.finder_curve import CURVE_METHODS, fastai_valley, smooth, suggest
@@ -38,6 +44,8 @@ from lr_callbacks.finder_curve import CURVE_METHODS, fastai_valley, smooth, sugg
 FASTAI = dict(start_lr=1e-7, end_lr=10.0, num_it=100, beta=0.98, stop_factor=4.0)
 METHODS = ("race", *CURVE_METHODS, "curvature", "lightning", "fastai_valley")
 """Ours (every suggestion), then Lightning's finder and fastai's valley."""
+OTHER_SEEDS_METHOD = "best_of_seeds23"
+"""The row of the grid-best LR of seeds 2 and 3 (not a finder: the noise ceiling)."""
 
 
 class _StopAtTrainStart(Callback):
@@ -163,15 +171,16 @@ def suggestions(
 ) -> dict[str, tuple[float | None, int, float]]:
     """Every method's ``(suggestion, cost, seconds)`` on one task and seed.
 
-    The cost is in optimizer steps (Hessian-vector products for ``curvature``); the seconds are the wall time of the
-    finder run it comes from (the curve methods share the default run's).
+    The cost is in steps (Hessian-vector products for ``curvature``): for ``race`` its optimizer steps plus its
+    probe batches (:attr:`lr_callbacks.finder.LRFinderResult.cost_steps`), for the others their sweep steps; the
+    seconds are the wall time of the finder run it comes from (the curve methods share the default run's).
     """
     out: dict[str, tuple[float | None, int, float]] = {}
     if any(m == "race" or m in CURVE_METHODS for m in methods):
         finder, seconds = timed(lambda: run_ours(task, seed, **finder_kwargs))
         result = finder.result
         assert result is not None
-        out["race"] = (result.suggestion, result.optimizer_steps, seconds)
+        out["race"] = (result.suggestion, result.cost_steps, seconds)
         for method in CURVE_METHODS:
             found = suggest(method, result.lrs, result.losses, result.smoothed_losses, num_steps=finder.num_steps)
             out[method] = (None if found is None else found[0], result.steps, seconds)
@@ -188,8 +197,11 @@ def suggestions(
     return {m: out[m] for m in methods}
 
 
-def compare(names: Sequence[str], cache: LossCache, methods: Sequence[str] = METHODS, **finder_kwargs: Any) -> list[Row]:
-    """For each task: the grid reference, then every method's suggestions trained and divided by the grid's best.
+def compare(
+    names: Sequence[str], cache: LossCache, methods: Sequence[str] = METHODS, other_seeds: bool = False, **finder_kwargs: Any
+) -> list[Row]:
+    """For each task: the grid reference, then every method's suggestions trained and divided by the grid's best
+    (and, with ``other_seeds``, the :data:`OTHER_SEEDS_METHOD` row).
 
     A task whose data cannot be loaded (California Housing offline) gets a row that says why.
     """
@@ -203,20 +215,27 @@ def compare(names: Sequence[str], cache: LossCache, methods: Sequence[str] = MET
             continue
         per_seed = {seed: suggestions(task, seed, methods, **finder_kwargs) for seed in SEEDS}
         for method in methods:
-            lrs = [per_seed[s][method][0] for s in SEEDS]
             cell = Cell(
-                lrs,
+                [per_seed[s][method][0] for s in SEEDS],
                 [per_seed[s][method][1] for s in SEEDS],
                 [per_seed[s][method][2] for s in SEEDS],
                 cost_unit="HVPs" if method == "curvature" else "steps",
             )
-            losses = [math.inf if lr is None or not lr > 0 else cache.loss(task, s, lr) for s, lr in zip(SEEDS, lrs)]
-            mean = math.inf if any(not math.isfinite(v) for v in losses) else statistics.fmean(losses)
-            cell.ratio = mean / row.reference.best_loss
-            cell.diverged = any(loss > initial_loss(task, s) for s, loss in zip(SEEDS, losses))
-            row.cells[method] = cell
+            row.cells[method] = _trained(cell, task, cache, row.reference)
+        if other_seeds:
+            best = grid_reference(task, cache, seeds=OTHER_SEEDS).best_lr
+            row.cells[OTHER_SEEDS_METHOD] = _trained(Cell([best] * len(SEEDS), [0] * len(SEEDS), cost_unit="none"), task, cache, row.reference)
         rows.append(row)
     return rows
+
+
+def _trained(cell: Cell, task: FinderTask, cache: LossCache, reference: Reference) -> Cell:
+    """Fill in the cell's loss ratio and divergence: each seed trained at its suggestion for the task's budget."""
+    losses = [math.inf if lr is None or not lr > 0 else cache.loss(task, s, lr) for s, lr in zip(SEEDS, cell.lrs)]
+    mean = math.inf if any(not math.isfinite(v) for v in losses) else statistics.fmean(losses)
+    cell.ratio = mean / reference.best_loss
+    cell.diverged = any(loss > initial_loss(task, s) for s, loss in zip(SEEDS, losses))
+    return cell
 
 
 def format_table(rows: Sequence[Row], title: str, ours: str = "race", others: Sequence[str] = ("lightning", "fastai_valley")) -> str:
@@ -238,7 +257,7 @@ def format_table(rows: Sequence[Row], title: str, ours: str = "race", others: Se
             cell = row.cells[method]
             head = f"{row.task:<32} {best:>12.3g}" if k == 0 else " " * 45
             lr = "none" if cell.lr is None else f"{cell.lr:.3g}"
-            cost = f"{max(cell.steps)} {'HVP' if cell.cost_unit == 'HVPs' else 'st'}"
+            cost = "-" if cell.cost_unit == "none" else f"{max(cell.steps)} {'HVP' if cell.cost_unit == 'HVPs' else 'st'}"
             lines.append(
                 f"{head} {method:<14} {lr:>12} {_ratio(cell.ratio):>10} {'yes' if cell.diverged else '':>3}"
                 f" {cell.log2_error(best):>7.2f} {cost:>10}"
@@ -254,7 +273,7 @@ def format_table(rows: Sequence[Row], title: str, ours: str = "race", others: Se
         worst = max(c.ratio for c in cells)
         diverged = sum(c.diverged for c in cells)
         errors = statistics.median(c.log2_error(row.reference.best_lr) for c, row in zip(cells, done))  # type: ignore[union-attr]
-        cost = max(max(c.steps) for c in cells)
+        cost = "-" if cells[0].cost_unit == "none" else max(max(c.steps) for c in cells)
         seconds = statistics.median(t for c in cells for t in c.seconds) if cells[0].seconds else math.nan
         lines.append(
             f"{method:<14} {f'{within}/{len(cells)}':>12} {_ratio(worst):>11} {diverged:>8} {errors:>13.2f} {cost:>9}"

@@ -299,3 +299,142 @@ def unnormalised_deep_regression_data(seed: int) -> Tensors:
     z = torch.randn(2048, 6, generator=g)
     y = torch.tanh(z @ torch.randn(6, 3, generator=g)).prod(dim=1, keepdim=True) + 0.05 * torch.randn(2048, 1, generator=g)
     return scales * (z + 2.0 * torch.rand(6, generator=g)), y
+
+
+# ----------------------------------------------------------------------------------------------- fresh evaluation part
+# Written before the second round of tuning; see :data:`experiments.finder_tasks.EVAL`.
+def polynomial_features_data(seed: int) -> Tensors:
+    """Powers 1..4 of ``t ~ U(-2, 2)`` (scales from about 1 to 16, strongly correlated) and a noisy cubic of ``t``."""
+    g = _generator(seed, 28)
+    t = 4.0 * torch.rand(1024, 1, generator=g) - 2.0
+    x = torch.cat([t**k for k in range(1, 5)], dim=1)
+    y = 0.5 * t - 0.3 * t**2 + 0.2 * t**3 + 0.3 * torch.randn(1024, 1, generator=g)
+    return x, y
+
+
+def moons_data(seed: int, n: int = 1000) -> Tensors:
+    """Two interleaving half circles with Gaussian noise of 0.25 (scikit-learn's ``make_moons``, re-drawn)."""
+    g = _generator(seed, 29)
+    label = torch.arange(n) % 2
+    angle = torch.pi * torch.rand(n, generator=g)
+    outer = torch.stack([torch.cos(angle), torch.sin(angle)], dim=1)
+    inner = torch.stack([1.0 - torch.cos(angle), 0.5 - torch.sin(angle)], dim=1)
+    x = torch.where(label.unsqueeze(1) == 0, outer, inner) + 0.25 * torch.randn(n, 2, generator=g)
+    return x, label
+
+
+def grating_images_data(seed: int, n: int = 1536) -> Tensors:
+    """12x12 sine gratings in 3 orientations (the class), random frequency and phase, Gaussian noise of 0.5."""
+    g = _generator(seed, 30)
+    label = torch.arange(n) % 3
+    theta = label.float() * torch.pi / 3 + 0.2 * torch.randn(n, generator=g)
+    freq = 0.5 + 0.5 * torch.rand(n, generator=g)
+    phase = 2 * torch.pi * torch.rand(n, generator=g)
+    rows, cols = torch.meshgrid(torch.arange(12.0), torch.arange(12.0), indexing="ij")
+    along = cols * torch.cos(theta)[:, None, None] + rows * torch.sin(theta)[:, None, None]
+    images = torch.sin(freq[:, None, None] * along + phase[:, None, None])
+    return (images + 0.5 * torch.randn(images.shape, generator=g)).unsqueeze(1), label
+
+
+def trend_sequences_data(seed: int, n: int = 2048, length: int = 16) -> Tensors:
+    """Noisy straight lines of 16 points; the target is the slope."""
+    g = _generator(seed, 31)
+    slope, intercept = torch.randn(n, 1, generator=g), torch.randn(n, 1, generator=g)
+    t = torch.linspace(-1.0, 1.0, length)
+    x = intercept + slope * t + 0.3 * torch.randn(n, length, generator=g)
+    return x.unsqueeze(2), slope
+
+
+def first_last_token_data(seed: int, n: int = 2048, length: int = 8) -> Tensors:
+    """Sequences over 5 tokens; the label is whether the first and the last token are equal."""
+    g = _generator(seed, 32)
+    x = torch.randint(0, 5, (n, length), generator=g)
+    return x, (x[:, :1] == x[:, -1:]).float()
+
+
+def smooth_patches_data(seed: int, n: int = 2048) -> Tensors:
+    """6x6 patches (flattened) of smooth random fields: 3 random low-frequency cosines each, and noise of 0.1."""
+    g = _generator(seed, 33)
+    rows, cols = torch.meshgrid(torch.arange(6.0), torch.arange(6.0), indexing="ij")
+    patches = torch.zeros(n, 6, 6)
+    for _ in range(3):
+        fr, fc = (0.6 * torch.rand(n, 1, 1, generator=g) for _ in range(2))
+        phase = 2 * torch.pi * torch.rand(n, 1, 1, generator=g)
+        patches += torch.randn(n, 1, 1, generator=g) * torch.cos(fr * rows + fc * cols + phase)
+    x = patches.flatten(1) + 0.1 * torch.randn(n, 36, generator=g)
+    return x, x
+
+
+def unnormalised_clusters_data(seed: int, n: int = 3072) -> Tensors:
+    """6 Gaussian classes in 12-D, 10% of the labels replaced at random; features scaled by 0.1..1000 and offset."""
+    g = _generator(seed, 34)
+    labels = torch.arange(n) % 6
+    z = 2.0 * torch.randn(6, 12, generator=g)[labels] + torch.randn(n, 12, generator=g)
+    scales = torch.logspace(-1, 3, 12)[torch.randperm(12, generator=g)]
+    x = scales * (z + 3.0 * torch.rand(12, generator=g))
+    noisy = torch.where(torch.rand(n, generator=g) < 0.1, torch.randint(0, 6, (n,), generator=g), labels)
+    return x, noisy
+
+
+def noisy_logistic_data(seed: int, n: int = 2000) -> Tensors:
+    """Labels of a noisy linear score in 15-D, 10% of them flipped."""
+    g = _generator(seed, 35)
+    x = torch.randn(n, 15, generator=g)
+    labels = ((x @ torch.randn(15, 1, generator=g) + 0.5 * torch.randn(n, 1, generator=g)) > 0).float()
+    return x, torch.where(torch.rand(n, 1, generator=g) < 0.1, 1.0 - labels, labels)
+
+
+def kinked_regression_data(seed: int, n: int = 4096) -> Tensors:
+    """A piecewise-linear function of 5 features with a product term, and noise of 0.2."""
+    g = _generator(seed, 36)
+    x = torch.randn(n, 5, generator=g)
+    y = x[:, :1].abs() - x[:, 1:2].abs() + 0.5 * x[:, 2:3] * x[:, 3:4] + torch.relu(x[:, 4:5])
+    return x, y + 0.2 * torch.randn(n, 1, generator=g)
+
+
+def wavy_boundary_data(seed: int, n: int = 4096) -> Tensors:
+    """Binary labels of ``sin(3 x0) + x1 x2 > 0`` on ``U(-1, 1)^4``, 5% of them flipped."""
+    g = _generator(seed, 37)
+    x = 2.0 * torch.rand(n, 4, generator=g) - 1.0
+    labels = ((torch.sin(3.0 * x[:, 0]) + x[:, 1] * x[:, 2]) > 0).float().unsqueeze(1)
+    return x, torch.where(torch.rand(n, 1, generator=g) < 0.05, 1.0 - labels, labels)
+
+
+def unnormalised_smooth_data(seed: int, n: int = 512) -> Tensors:
+    """A smooth function of 3 features, the inputs scaled by 1, 30 and 300 and offset; noise of 0.1."""
+    g = _generator(seed, 38)
+    z = torch.randn(n, 3, generator=g)
+    y = torch.sin(z[:, :1]) + 0.5 * z[:, 1:2] * z[:, 2:3] + 0.1 * torch.randn(n, 1, generator=g)
+    scales = torch.tensor([1.0, 30.0, 300.0])
+    return scales * (z + 2.0 * torch.rand(3, generator=g)), y
+
+
+def sparse_atoms_data(seed: int, n: int = 2048) -> Tensors:
+    """40-D signals, each a non-negative mix of 3 of 12 unit atoms, plus noise of 0.05 (for an autoencoder)."""
+    g = _generator(seed, 39)
+    atoms = torch.randn(12, 40, generator=g)
+    atoms = atoms / atoms.norm(dim=1, keepdim=True)
+    chosen = torch.rand(n, 12, generator=g).argsort(dim=1)[:, :3]
+    weights = torch.zeros(n, 12).scatter_(1, chosen, 1.0 + torch.rand(n, 3, generator=g))
+    x = weights @ atoms + 0.05 * torch.randn(n, 40, generator=g)
+    return x, x
+
+
+def topic_tokens_data(seed: int, n: int = 2048, length: int = 20) -> Tensors:
+    """Bags of 20 tokens (vocabulary 50) drawn from one of 4 overlapping topic distributions; the topic is the
+    label."""
+    g = _generator(seed, 40)
+    topics = torch.softmax(1.5 * torch.randn(4, 50, generator=g), dim=1)
+    labels = torch.arange(n) % 4
+    tokens = torch.multinomial(topics[labels], length, replacement=True, generator=g)
+    return tokens, labels
+
+
+def blob_position_images_data(seed: int, n: int = 2048) -> Tensors:
+    """12x12 images of one Gaussian blob at a random position, noise of 0.3; the target is its (row, column) / 12."""
+    g = _generator(seed, 41)
+    centre = 2.0 + 8.0 * torch.rand(n, 2, generator=g)
+    rows, cols = torch.meshgrid(torch.arange(12.0), torch.arange(12.0), indexing="ij")
+    dist2 = (rows - centre[:, 0, None, None]) ** 2 + (cols - centre[:, 1, None, None]) ** 2
+    images = torch.exp(-dist2 / 4.0) + 0.3 * torch.randn(n, 12, 12, generator=g)
+    return images.unsqueeze(1), centre / 12.0

@@ -27,6 +27,9 @@ from experiments.finder_tasks import SEEDS, TASKS, TASKS_VERSION, FinderTask, fi
 
 PER_DECADE = 4
 STOP_FACTOR = 1.5
+OTHER_SEEDS = (2, 3)
+"""Seeds of a second, independent grid reference: its best LR, trained on :data:`SEEDS`, shows how much of the gap to
+the grid's best is seed-to-seed noise that no finder can remove (:func:`experiments.finder_compare.compare`)."""
 CACHE_ENV = "LR_FINDER_CACHE"
 DEFAULT_CACHE = ".finder_cache"
 

@@ -153,6 +153,8 @@ class LRFinderConf:
     save_png: bool = True
     budget_steps: int = 300
     race_candidates: int = 5
+    probe_batches: int = 4
+    train_steps: Optional[int] = None
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
 The finder takes over the optimizer for a sweep of ``num_steps`` steps, raising the LR from ``min_lr`` to ``max_lr``
 while it records the training loss, and (for the default ``suggestion="race"``) for a few short races at constant
-candidate LRs. Each trial starts from, and ends by restoring, an exact snapshot
+candidate LRs, each scored on a few probe batches without a step. Each trial starts from, and ends by restoring, an
+exact snapshot
 (:class:`lr_callbacks.snapshot.TrainingSnapshot`): parameters, gradients, buffers, optimizer state, the AMP grad
 scaler, the RNG streams and the dataloader's generators. The trials run the user's own ``training_step`` through
 the strategy (:class:`lr_callbacks.trial.TrialSteps`) on private iterators, so the user's epoch is not consumed.
@@ -17,7 +18,7 @@ import os
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import lightning.pytorch as pl
 import torch
@@ -31,11 +32,13 @@ from lr_callbacks.core import apply_lr, cached_state_key, lr_contributors, write
 from lr_callbacks.curvature import sgd_stability_factor, top_eigenvalue
 from lr_callbacks.finder_curve import (
     CURVE_METHODS,
-    RACE_SHRINK,
+    PROBE_BATCHES,
     RACE_SPACING,
+    budget_factor,
     choose_race,
     divergence_index,
     lowest_wins,
+    probe_score,
     race_candidates,
     race_diverged,
     race_score,
@@ -52,11 +55,16 @@ if TYPE_CHECKING:
 
 _MATPLOTLIB_AVAILABLE = RequirementCache("matplotlib")
 
-MODES = ("exponential", "linear")
-SUGGESTIONS = ("race", *CURVE_METHODS, "curvature")
+Mode = Literal["exponential", "linear"]
+Suggestion = Literal["race", "centered_min", "steepest", "valley", "min_div10", "curvature"]
+MODES: tuple[str, ...] = get_args(Mode)
+SUGGESTIONS: tuple[str, ...] = get_args(Suggestion)
+if SUGGESTIONS != ("race", *CURVE_METHODS, "curvature"):  # the Literal must list what the curve module offers
+    raise ImportError(f"LRFinder's Suggestion literal {SUGGESTIONS} is out of step with {CURVE_METHODS}.")
 DEFAULT_SUGGESTION = "race"
 DIVERGENCE_GRACE = 5  # sweep steps before a smoothed loss is trusted to signal divergence (non-finite always is)
 CURVATURE_ITERS = 20  # power iterations (Hessian-vector products) of the curvature probe
+UNBOUNDED_TRAIN_STEPS = 2000  # the training budget assumed when the trainer's is unbounded (the longest tuned on)
 
 
 @dataclass
@@ -79,15 +87,23 @@ class LRFinderResult:
             when the loss never diverged).
         race_lrs: The race candidates, largest first.
         race_losses: Each race's raw training losses (a diverged race stops early).
-        race_scores: Each race's score: its mean loss over the last half of its steps; ``inf`` if it diverged.
+        race_probe_losses: Each race's losses on the probe batches at its end (empty for a diverged race, and for
+            every race when there is no probe).
+        race_scores: Each race's score: the mean of its probe losses (without a probe, its mean training loss over
+            the last half of its steps); ``inf`` if it diverged.
         race_steps: Steps per race.
+        race_winner: The LR of the winning race (``"race"`` only).
+        train_steps: The training budget the suggestion is for (``"race"`` only): ``train_steps`` if given, else the
+            optimizer steps the trainer has left.
+        budget_factor: The factor on the winner for that budget, ``(race_steps / train_steps) ** 0.4`` at most 1.
+        probe_forwards: Batches evaluated by the probes, without a step.
         hessian_vector_products: Hessian-vector products of the curvature probe.
 
     Example::
 
-        >>> result = LRFinderResult(lrs=[1e-3, 1e-2], losses=[2.0, 1.5], race_losses=[[1.5, 1.2], [1.5]])
-        >>> result.steps, result.optimizer_steps
-        (2, 5)
+        >>> result = LRFinderResult(lrs=[1e-3, 1e-2], losses=[2.0, 1.5], race_losses=[[1.5, 1.2], [1.5]], probe_forwards=4)
+        >>> result.steps, result.optimizer_steps, result.cost_steps
+        (2, 5, 9)
     """
 
     lrs: list[float] = field(default_factory=list)
@@ -103,8 +119,13 @@ class LRFinderResult:
     divergence_lr: float | None = None
     race_lrs: list[float] = field(default_factory=list)
     race_losses: list[list[float]] = field(default_factory=list)
+    race_probe_losses: list[list[float]] = field(default_factory=list)
     race_scores: list[float] = field(default_factory=list)
     race_steps: int = 0
+    race_winner: float | None = None
+    train_steps: float | None = None
+    budget_factor: float | None = None
+    probe_forwards: int = 0
     hessian_vector_products: int = 0
 
     @property
@@ -114,8 +135,14 @@ class LRFinderResult:
 
     @property
     def optimizer_steps(self) -> int:
-        """Optimizer steps of the sweep and the races together: what the finder cost in training steps."""
+        """Optimizer steps of the sweep and the races together."""
         return len(self.lrs) + sum(len(r) for r in self.race_losses)
+
+    @property
+    def cost_steps(self) -> int:
+        """What the finder cost, in steps: its optimizer steps plus its probe batches, each probe batch (a forward
+        pass without a backward pass or a step) counted as a whole step. ``budget_steps`` bounds it."""
+        return self.optimizer_steps + self.probe_forwards
 
 
 class LRFinder(Callback):
@@ -135,15 +162,20 @@ class LRFinder(Callback):
     point whose centred running median of 5 raw losses exceeds ``diverge_threshold`` times the lowest median
     before it (:func:`~lr_callbacks.finder_curve.divergence_index`; the last sweep LR if the loss never
     diverged). Below it, ``race_candidates`` LRs spaced by ``2**1.5`` (the largest at ``divergence / 2**1.5``)
-    each train from the same restored state, on the same batches, at a constant LR for an equal share of what
-    ``budget_steps`` leaves after the sweep. A race stops as diverged once its loss exceeds ``diverge_threshold``
-    times its first loss. Its score is its mean loss over the second half of its steps; the winner is the largest
-    candidate within 2% of the best score, and the suggestion is half the winner: a race is far shorter than a
-    training run, and the LR that wins a short race is mostly too large for a long one. If the smallest candidate
-    wins, one more candidate below it races while a full race still fits the budget. These constants (in
-    :mod:`lr_callbacks.finder_curve`) were chosen on the development tasks of ``experiments/finder_tasks.py``
-    only; the README gives the out-of-sample evaluation, where the suggestion is within 10% of a grid's best
-    final loss on 5 of 12 tasks (worst 1.85x) and never diverged.
+    each train from the same restored state, on the same batches, at a constant LR. A race stops as diverged once
+    its loss exceeds ``diverge_threshold`` times its first loss. Otherwise its end weights are evaluated, without a
+    step or gradients, on the next ``probe_batches`` batches of the same data order (the same batches and RNG
+    state for every race), and the mean of those losses is its score
+    (:func:`~lr_callbacks.finder_curve.probe_score`; under manual optimization, or with ``probe_batches=0``, the
+    mean training loss over the second half of the race). The races share what ``budget_steps`` leaves after the
+    sweep equally, each probe batch counting as a step. The winner is the largest candidate within 2% of the best
+    score, and the suggestion is the winner times ``(race_steps / train_steps) ** 0.4`` (at most 1;
+    :func:`~lr_callbacks.finder_curve.budget_factor`), where ``train_steps`` is what the trainer has left to run
+    (``trainer.estimated_stepping_batches`` minus the steps done) unless given: a race finds the best LR for its
+    own short horizon, and the best constant LR for a longer run is lower, as its loss settles at a noise floor
+    that a smaller LR lowers. If the smallest candidate wins, one more candidate below it races while a full race
+    still fits the budget. These constants (in :mod:`lr_callbacks.finder_curve`) were chosen on the development
+    tasks of ``experiments/finder_tasks.py`` only; the README gives the out-of-sample evaluation.
 
     Other suggestion methods (:attr:`SUGGESTIONS`), read from the sweep alone:
 
@@ -159,9 +191,11 @@ class LRFinder(Callback):
       ``(1 + momentum) / (1 + 2 momentum)`` for Nesterov. It bounds (momentum) SGD only; for other optimizers the
       plain bound is used and a warning says so.
 
-    **Cost.** The sweep and the races together take at most ``budget_steps`` optimizer steps
-    (:attr:`LRFinderResult.optimizer_steps`); the curvature probe adds its Hessian-vector products
-    (:attr:`LRFinderResult.hessian_vector_products`). Every race keeps the snapshot's state in memory, once.
+    **Cost.** The sweep, the races and their probes together take at most ``budget_steps`` steps
+    (:attr:`LRFinderResult.cost_steps`: optimizer steps, plus one per probe batch although a probe batch has no
+    backward pass); the curvature probe adds its Hessian-vector products
+    (:attr:`LRFinderResult.hessian_vector_products`). Every race keeps the snapshot's state in memory, once, and
+    the probe keeps nothing: its batches are drawn from the data order as the race goes on.
 
     **Restoration.** After every trial the model, optimizer, grad scaler, RNG and dataloader generators are
     restored exactly (also when a trial raises), then the suggestion becomes each group's ``initial_lr`` and ``lr``:
@@ -194,9 +228,14 @@ class LRFinder(Callback):
             returned loss (for manual optimization steps that return nothing).
         save_dir: Where the PNG of the curve goes; default the trainer's ``log_dir``.
         save_png: Draw the curve into a PNG and a TensorBoard figure (matplotlib; rendering costs ~0.2 s).
-        budget_steps: Optimizer steps the sweep and the races may take together (``suggestion="race"``); at least
-            ``num_steps + 2 * race_candidates``.
+        budget_steps: Steps the sweep, the races and their probe batches may take together (``suggestion="race"``);
+            at least ``num_steps + race_candidates * (2 + probe_batches)``.
         race_candidates: Number of race candidates, ``>= 2``.
+        probe_batches: Batches each race's end weights are scored on, ``>= 0`` (0: score the race's own training
+            losses).
+        train_steps: The optimizer steps the suggestion is for (``suggestion="race"``), ``>= 1``; default what the
+            trainer has left to run (``estimated_stepping_batches`` minus ``global_step``), or 2000 with a warning
+            when that is unbounded.
 
     Raises:
         ValueError: If an argument is outside what is allowed; the message names it.
@@ -205,7 +244,7 @@ class LRFinder(Callback):
 
         >>> from lr_callbacks import LRFinder
         >>> LRFinder(num_steps=50, suggestion="min_div10")
-        LRFinder(min_lr=1e-07, max_lr=10.0, num_steps=50, mode='exponential', smoothing=0.98, diverge_threshold=4.0, suggestion='min_div10', budget_steps=300, race_candidates=5)
+        LRFinder(min_lr=1e-07, max_lr=10.0, num_steps=50, mode='exponential', smoothing=0.98, diverge_threshold=4.0, suggestion='min_div10', budget_steps=300, race_candidates=5, probe_batches=4, train_steps=None)
     """
 
     MODES = MODES
@@ -216,10 +255,10 @@ class LRFinder(Callback):
         min_lr: float = 1e-7,
         max_lr: float = 10.0,
         num_steps: int = 100,
-        mode: str = "exponential",
+        mode: Mode = "exponential",
         smoothing: float = 0.98,
         diverge_threshold: float = 4.0,
-        suggestion: str = DEFAULT_SUGGESTION,
+        suggestion: Suggestion = DEFAULT_SUGGESTION,
         apply: bool = True,
         run_at_start: bool = True,
         run_at_epoch: int | Sequence[int] | None = None,
@@ -229,6 +268,8 @@ class LRFinder(Callback):
         save_png: bool = True,
         budget_steps: int = 300,
         race_candidates: int = 5,
+        probe_batches: int = PROBE_BATCHES,
+        train_steps: int | None = None,
     ) -> None:
         self.mode = check_choice("mode", mode, MODES)
         self.min_lr = check_number("min_lr", min_lr, gt=0 if mode == "exponential" else None, ge=0)
@@ -245,12 +286,15 @@ class LRFinder(Callback):
         self.run_at_epoch = tuple(check_number("run_at_epoch", e, ge=0, integer=True) for e in epochs)
         self.curvature_scale = check_number("curvature_scale", curvature_scale, gt=0)
         self.race_candidates = check_number("race_candidates", race_candidates, ge=2, integer=True)
+        self.probe_batches = check_number("probe_batches", probe_batches, ge=0, integer=True)
         self.budget_steps = check_number("budget_steps", budget_steps, ge=1, integer=True)
-        if self.suggestion == "race" and self.budget_steps < self.num_steps + 2 * self.race_candidates:
+        least = self.num_steps + self.race_candidates * (2 + self.probe_batches)
+        if self.suggestion == "race" and self.budget_steps < least:
             raise ValueError(
-                f"`budget_steps` must be at least num_steps + 2 * race_candidates = "
-                f"{self.num_steps + 2 * self.race_candidates} for suggestion='race', got {budget_steps!r}."
+                f"`budget_steps` must be at least num_steps + race_candidates * (2 + probe_batches) = {least} for "
+                f"suggestion='race', got {budget_steps!r}."
             )
+        self.train_steps = None if train_steps is None else check_number("train_steps", train_steps, ge=1, integer=True)
         self.monitor = monitor
         self.save_dir = save_dir
         self.save_png = bool(save_png)
@@ -269,6 +313,8 @@ class LRFinder(Callback):
             "suggestion": self.suggestion,
             "budget_steps": self.budget_steps,
             "race_candidates": self.race_candidates,
+            "probe_batches": self.probe_batches,
+            "train_steps": self.train_steps,
         }
 
     def __repr__(self) -> str:
@@ -383,24 +429,37 @@ class LRFinder(Callback):
         """Race each candidate from the snapshot on the same batches; restore after each race, also on errors."""
         index = divergence_index(result.losses, self.diverge_threshold, lrs=result.lrs)
         result.divergence_lr = result.lrs[-1] if index is None else result.lrs[index]
-        result.race_steps = (self.budget_steps - result.steps) // self.race_candidates
+        probe = self.probe_batches if trial.pl_module.automatic_optimization else 0
+        result.race_steps = (self.budget_steps - result.steps) // self.race_candidates - probe
         candidates = race_candidates(result.divergence_lr, self.race_candidates)
         while candidates:
             lr = candidates.pop(0)
-            losses, diverged = self._race(trial, snapshot, optimizers, _scaled(bases, ref, lr), result.race_steps)
+            losses, probed, diverged = self._race(
+                trial, snapshot, optimizers, _scaled(bases, ref, lr), result.race_steps, probe
+            )
             result.race_lrs.append(lr)
             result.race_losses.append(losses)
-            result.race_scores.append(race_score(losses, diverged))
-            left = self.budget_steps - result.optimizer_steps
-            if not candidates and left >= result.race_steps and lowest_wins(result.race_lrs, result.race_scores):
+            result.race_probe_losses.append(probed or [])
+            result.probe_forwards += 0 if probed is None else probe
+            result.race_scores.append(probe_score(probed, diverged) if probed is not None else race_score(losses, diverged))
+            left = self.budget_steps - result.cost_steps
+            if not candidates and left >= result.race_steps + probe and lowest_wins(result.race_lrs, result.race_scores):
                 candidates.append(lr / RACE_SPACING)  # the best LR may lie lower still: race on while budget lasts
 
     def _race(
-        self, trial: TrialSteps, snapshot: TrainingSnapshot, optimizers: list[Optimizer], lrs: list[list[float]], steps: int
-    ) -> tuple[list[float], bool]:
-        """Train ``steps`` steps at constant ``lrs`` from the snapshot, then restore it (also on errors).
+        self,
+        trial: TrialSteps,
+        snapshot: TrainingSnapshot,
+        optimizers: list[Optimizer],
+        lrs: list[list[float]],
+        steps: int,
+        probe: int,
+    ) -> tuple[list[float], list[float] | None, bool]:
+        """Train ``steps`` steps at constant ``lrs`` from the snapshot, evaluate the end weights on the next ``probe``
+        batches, then restore the snapshot (also on errors).
 
-        Returns the losses and whether the race stopped as diverged."""
+        Returns the training losses, the probe losses (``None`` when the race diverged or there is no probe) and
+        whether the race stopped as diverged."""
         losses: list[float] = []
         try:
             with trial.isolated():
@@ -412,10 +471,10 @@ class LRFinder(Callback):
                         continue
                     losses.append(loss)
                     if race_diverged(losses, self.diverge_threshold):
-                        return losses, True
+                        return losses, None, True
+                return losses, trial.probe(batches, probe) if probe else None, False
         finally:
             snapshot.restore()
-        return losses, False
 
     def _curvature(
         self, trial: TrialSteps, optimizers: list[Optimizer], batches: Iterator[Any], result: LRFinderResult
@@ -447,7 +506,11 @@ class LRFinder(Callback):
             result.suggestion = None if lr is None or not math.isfinite(lr) else self.curvature_scale * lr
         elif self.suggestion == "race":
             winner = choose_race(result.race_lrs, result.race_scores)
-            result.suggestion = None if winner is None else RACE_SHRINK * result.race_lrs[winner]
+            if winner is not None:
+                result.race_winner = result.race_lrs[winner]
+                result.train_steps = self._train_steps(trainer)
+                result.budget_factor = budget_factor(result.race_steps, result.train_steps)
+                result.suggestion = result.race_winner * result.budget_factor
         else:
             found = suggest(self.suggestion, result.lrs, result.losses, result.smoothed_losses, num_steps=self.num_steps)
             if found is not None:
@@ -459,6 +522,19 @@ class LRFinder(Callback):
                 f"LRFinder: no suggestion ({result.method}) from {result.steps} sweep steps"
                 f"{' and races that all diverged' if result.race_lrs else ''}; widen the LR range or raise `num_steps`."
             )
+
+    def _train_steps(self, trainer: pl.Trainer) -> float:
+        """The optimizer steps the suggestion is for: ``train_steps``, else what the trainer has left to run."""
+        if self.train_steps is not None:
+            return float(self.train_steps)
+        left = float(trainer.estimated_stepping_batches) - trainer.global_step
+        if math.isfinite(left) and left >= 1:
+            return left
+        rank_zero_warn(
+            f"LRFinder: the trainer's budget is unbounded; the race suggestion assumes {UNBOUNDED_TRAIN_STEPS} training"
+            " steps. Pass `train_steps` to say how long the run at the suggestion will be."
+        )
+        return float(UNBOUNDED_TRAIN_STEPS)
 
     def _apply(
         self, trainer: pl.Trainer, optimizers: list[Optimizer], bases: list[list[float]], ref: float, lr: float
@@ -484,6 +560,7 @@ class LRFinder(Callback):
         shown = "none" if result.suggestion is None else f"{result.suggestion:.3g}"
         rank_zero_info(
             f"LRFinder: suggested LR {shown} ({result.method}) after {result.optimizer_steps} optimizer steps"
+            f"{f' and {result.probe_forwards} probe batches' if result.probe_forwards else ''}"
             f"{', the sweep stopped on divergence' if result.diverged else ''}."
         )
         prefix = "lr_finder" if result.epoch == 0 else f"lr_finder_epoch{result.epoch}"
@@ -492,7 +569,7 @@ class LRFinder(Callback):
                 logger.log_metrics({f"{prefix}/lr": lr, f"{prefix}/loss": loss, f"{prefix}/smoothed_loss": smoothed}, step=i)
             for i, (lr, score) in enumerate(zip(result.race_lrs, result.race_scores)):
                 logger.log_metrics({f"{prefix}/race_lr": lr, f"{prefix}/race_score": score}, step=i)
-            summary = {f"{prefix}/optimizer_steps": float(result.optimizer_steps)}
+            summary = {f"{prefix}/optimizer_steps": float(result.optimizer_steps), f"{prefix}/cost_steps": float(result.cost_steps)}
             if result.suggestion is not None:
                 summary[f"{prefix}/suggestion"] = result.suggestion
             logger.log_metrics(summary, step=trainer.global_step)

@@ -145,6 +145,22 @@ class TrialSteps:
         strategy.optimizer_step(optimizer, closure)
         return sum(seen) / len(seen) if seen else None
 
+    def probe(self, batches: Iterator[Any], count: int) -> list[float] | None:
+        """The losses of the current weights on the next ``count`` batches, without a step or gradients (each
+        averaged over ranks); ``None`` under manual optimization, where ``training_step`` steps the optimizers itself.
+        Batches whose ``training_step`` returns no loss are left out."""
+        if not self.pl_module.automatic_optimization:
+            return None
+        strategy = self.trainer.strategy
+        losses: list[float] = []
+        with torch.no_grad():
+            for k in range(count):
+                self._logged.clear()
+                value = self._loss_value(strategy.training_step(strategy.batch_to_device(next(batches)), k))
+                if value is not None:
+                    losses.append(float(strategy.reduce(torch.tensor(value, dtype=torch.float64), reduce_op="mean")))
+        return losses
+
     def loss_fn(self, module: torch.nn.Module, batch: Any) -> Tensor:
         """``training_step``'s loss on one (device) batch, as a differentiable tensor (for curvature probes)."""
         loss = loss_tensor(self.trainer.strategy.training_step(batch, 0))

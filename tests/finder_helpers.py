@@ -1,4 +1,5 @@
-"""Shared by the finder tests: exact state captures, a module that fails on demand, a probe that runs the finder."""
+"""Shared by the finder tests: exact state captures, a module that fails on demand, a probe that runs the finder,
+a manually optimized module with two optimizers."""
 
 from __future__ import annotations
 
@@ -54,17 +55,20 @@ def assert_identical(a: Any, b: Any) -> None:
 
 
 class FailingRegression(TinyRegression):
-    """Raises from ``training_step`` on its ``fail_at``-th call once armed."""
+    """Raises from ``training_step`` on its ``fail_at``-th call once armed; ``fail_at="probe"`` raises on the first
+    call without gradients (a probe batch). ``failed_with_grad`` records whether gradients were on when it raised."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fail_at: int | None = None
+        self.fail_at: int | str | None = None
         self.calls = 0
+        self.failed_with_grad: bool | None = None
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         if self.fail_at is not None:
             self.calls += 1
-            if self.calls == self.fail_at:
+            if self.calls == self.fail_at or (self.fail_at == "probe" and not torch.is_grad_enabled()):
+                self.failed_with_grad = torch.is_grad_enabled()
                 raise RuntimeError("injected failure")
         return super().training_step(batch, batch_idx)
 
@@ -72,7 +76,7 @@ class FailingRegression(TinyRegression):
 class Probe(Callback):
     """At the start of ``epoch``: snapshot, run the finder by hand, snapshot again."""
 
-    def __init__(self, finder: LRFinder, epoch: int = 1, fail_at: int | None = None) -> None:
+    def __init__(self, finder: LRFinder, epoch: int = 1, fail_at: int | str | None = None) -> None:
         self.finder = finder
         self.epoch = epoch
         self.fail_at = fail_at
@@ -105,3 +109,28 @@ def bn_regression(optimizer: Any, **kwargs: Any) -> FailingRegression:
         **kwargs,
     )
     return model
+
+
+class TwoOptimizers(pl.LightningModule):
+    """Manual optimization with two optimizers of different base LRs (10:1)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.a, self.b = nn.Linear(3, 4), nn.Linear(4, 1)
+        self.seen_lrs: list[tuple[float, float]] = []
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        opt_a, opt_b = self.optimizers()
+        self.seen_lrs.append((opt_a.param_groups[0]["lr"], opt_b.param_groups[0]["lr"]))
+        x, y = batch
+        loss = nn.functional.mse_loss(self.b(torch.tanh(self.a(x))), y)
+        opt_a.zero_grad()
+        opt_b.zero_grad()
+        self.manual_backward(loss)
+        opt_a.step()
+        opt_b.step()
+        return loss
+
+    def configure_optimizers(self) -> Any:
+        return torch.optim.SGD(self.a.parameters(), lr=0.1, momentum=0.9), torch.optim.Adam(self.b.parameters(), lr=0.01)

@@ -8,7 +8,7 @@ from typing import Any
 import lightning.pytorch as pl
 import pytest
 import torch
-from finder_helpers import Probe, assert_identical, bn_regression, shuffled_loader
+from finder_helpers import Probe, TwoOptimizers, assert_identical, bn_regression, shuffled_loader
 from tiny import LRRecorder, TinyRegression, loader, regression_data, tiny_trainer
 from torch import nn
 from torch.utils.data import DataLoader
@@ -29,23 +29,25 @@ def _in_tmp_path(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     "optimizer, kwargs",
     [(torch.optim.SGD, {"momentum": 0.9}), (torch.optim.Adam, {}), (torch.optim.AdamW, {"weight_decay": 0.1})],
 )
-@pytest.mark.parametrize("fail_in", [None, "sweep", "race"])
+@pytest.mark.parametrize("fail_in", [None, "sweep", "race", "probe"])
 def test_everything_is_restored_bit_for_bit(optimizer: Any, kwargs: dict, fail_in: str | None) -> None:
     model = bn_regression(optimizer, **kwargs)
     finder = LRFinder(num_steps=20, max_lr=1.0, apply=False, run_at_start=False, budget_steps=60, race_candidates=3)
-    # The sweep makes at most 20 calls of training_step, so call 30 falls in a race.
-    probe = Probe(finder, epoch=1, fail_at={None: None, "sweep": 4, "race": 30}[fail_in])
+    # The sweep makes 20 calls of training_step, then the first race 9 (+ 4 probe batches): call 25 is a race step.
+    probe = Probe(finder, epoch=1, fail_at={None: None, "sweep": 4, "race": 25, "probe": "probe"}[fail_in])
     tiny_trainer([probe], max_epochs=2).fit(model, shuffled_loader())
 
     assert probe.before is not None and probe.after is not None
     assert probe.before["optimizers"][0]["state"], "the optimizer had state before the sweep"
     assert_identical(probe.before, probe.after)
     if fail_in is None:
-        assert probe.error is None and finder.result is not None and finder.result.steps > 5
-        assert len(finder.result.race_lrs) >= 3 and finder.result.optimizer_steps <= 60
+        assert probe.error is None and finder.result is not None and finder.result.steps == 20
+        assert finder.result.race_steps == 9 and len(finder.result.race_lrs) >= 3 and finder.result.cost_steps <= 60
+        assert finder.result.probe_forwards == 4 * sum(1 for p in finder.result.race_probe_losses if p)
     else:
         assert isinstance(probe.error, RuntimeError) and "injected" in str(probe.error)
         assert finder.result is None
+        assert model.failed_with_grad is (fail_in != "probe")  # a probe runs without gradients, a step with them
 
 
 def test_every_race_starts_from_the_snapshot_on_the_same_batches() -> None:
@@ -75,7 +77,7 @@ def test_a_finder_that_applies_nothing_is_invisible_to_training(where: str) -> N
             assert finder.result is not None and finder.result.epoch == (0 if where == "start" else 1)
             assert finder.result.race_lrs, "the default suggestion races"
             first = 0 if where == "start" else 8
-            losses = losses[:first] + losses[first + finder.result.optimizer_steps :]
+            losses = losses[:first] + losses[first + finder.result.cost_steps :]  # steps and probe batches
         return [p.detach().clone() for p in model.parameters()], losses
 
     params, losses = run(True)
@@ -100,7 +102,7 @@ def test_a_loader_with_its_own_generator_keeps_its_order() -> None:
     reference, _ = run(False)
     result = finder.result
     assert result is not None and all(race[0] == result.losses[0] for race in result.race_losses)
-    assert losses[result.optimizer_steps :] == reference
+    assert losses[result.cost_steps :] == reference
 
 
 # ----------------------------------------------------------------------------------------------- the curve
@@ -169,10 +171,10 @@ def test_races_keep_the_group_ratios_too() -> None:
     finder = LRFinder(num_steps=20, max_lr=1.0, budget_steps=60, race_candidates=3)
     tiny_trainer([finder], max_epochs=1).fit(model, loader())
     result = finder.result
-    races = model.seen_lrs[result.steps : result.optimizer_steps]
-    assert len(races) == result.optimizer_steps - result.steps > 0
+    races = model.seen_lrs[result.steps : result.cost_steps]  # race steps, then each race's probe batches
+    assert len(races) == result.cost_steps - result.steps > 0
     assert all(a == pytest.approx(2.0 * b) for a, b in races)
-    expected = [lr for lr, losses in zip(result.race_lrs, result.race_losses) for _ in losses]
+    expected = [lr for lr, losses, probed in zip(result.race_lrs, result.race_losses, result.race_probe_losses) for _ in losses + probed]
     assert [a for a, _ in races] == pytest.approx(expected)
     assert result.suggestion is not None
     assert [g["initial_lr"] for g in model.trainer.optimizers[0].param_groups] == pytest.approx(
@@ -188,31 +190,6 @@ def test_a_torch_lambda_scheduler_does_not_overwrite_the_suggestion() -> None:
     s = finder.result.suggestion
     assert s is not None and s != pytest.approx(0.05)
     assert [lrs[0] for lrs in recorder.lrs[::8]] == pytest.approx([s, s / 2, s / 4])
-
-
-class TwoOptimizers(pl.LightningModule):
-    """Manual optimization with two optimizers of different base LRs (10:1)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.automatic_optimization = False
-        self.a, self.b = nn.Linear(3, 4), nn.Linear(4, 1)
-        self.seen_lrs: list[tuple[float, float]] = []
-
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        opt_a, opt_b = self.optimizers()
-        self.seen_lrs.append((opt_a.param_groups[0]["lr"], opt_b.param_groups[0]["lr"]))
-        x, y = batch
-        loss = nn.functional.mse_loss(self.b(torch.tanh(self.a(x))), y)
-        opt_a.zero_grad()
-        opt_b.zero_grad()
-        self.manual_backward(loss)
-        opt_a.step()
-        opt_b.step()
-        return loss
-
-    def configure_optimizers(self) -> Any:
-        return torch.optim.SGD(self.a.parameters(), lr=0.1, momentum=0.9), torch.optim.Adam(self.b.parameters(), lr=0.01)
 
 
 def test_several_optimizers_are_swept_together_and_restored() -> None:
@@ -268,8 +245,9 @@ def test_the_suggestion_is_broadcast_from_rank_zero(monkeypatch: pytest.MonkeyPa
     finder = LRFinder(num_steps=12, max_lr=1e-2)
     trainer.callbacks.append(finder)
     trainer.fit(model, loader())
-    # Every sweep and race step's loss is averaged over ranks.
-    assert finder.result.steps == 12 and len(reduced) == finder.result.optimizer_steps > 12
+    # Every sweep and race step's loss, and every probe loss, is averaged over ranks.
+    assert finder.result.steps == 12 and finder.result.probe_forwards > 0
+    assert len(reduced) == finder.result.cost_steps > finder.result.optimizer_steps > 12
     assert finder.result.suggestion == 0.0123
     assert trainer.optimizers[0].param_groups[0]["initial_lr"] == pytest.approx(0.0123)
 
@@ -309,6 +287,7 @@ def test_png_tensorboard_figure_and_scalars(tmp_path: Any) -> None:
     scores = [e.value for e in events.Scalars("lr_finder/race_score")]
     assert scores == pytest.approx(finder.result.race_scores)
     assert events.Scalars("lr_finder/optimizer_steps")[0].value == finder.result.optimizer_steps
+    assert events.Scalars("lr_finder/cost_steps")[0].value == finder.result.cost_steps > finder.result.optimizer_steps
 
 
 def test_no_logger_saves_the_png_to_save_dir_and_plot_returns_a_figure(tmp_path: Any) -> None:
@@ -351,8 +330,13 @@ def test_state_dict_round_trip() -> None:
         ({"diverge_threshold": 1.0}, "diverge_threshold"),
         ({"curvature_scale": 0.0}, "curvature_scale"),
         ({"run_at_epoch": -1}, "run_at_epoch"),
-        ({"budget_steps": 109}, "budget_steps"),  # 100 sweep steps + 2 x 5 races do not fit
+        ({"budget_steps": 129}, "budget_steps"),  # 100 sweep steps + 5 races of 2 steps and 4 probe batches
+        ({"probe_batches": 0, "budget_steps": 109}, "budget_steps"),
         ({"race_candidates": 1}, "race_candidates"),
+        ({"probe_batches": -1}, "probe_batches"),
+        ({"probe_batches": 1.5}, "probe_batches"),
+        ({"train_steps": 0}, "train_steps"),
+        ({"train_steps": 10.5}, "train_steps"),
         ({"budget_steps": 0, "suggestion": "valley"}, "budget_steps"),
     ],
 )

@@ -7,14 +7,17 @@ import math
 import pytest
 
 from lr_callbacks.finder_curve import (
+    BUDGET_EXPONENT,
     CENTERED_DIVISOR,
     RACE_SPACING,
     RACE_TOP,
     centered_min_index,
+    budget_factor,
     choose_race,
     divergence_index,
     fastai_valley,
     lowest_wins,
+    probe_score,
     race_candidates,
     race_diverged,
     race_score,
@@ -185,3 +188,20 @@ def test_choose_race_prefers_the_largest_near_tie_and_lowest_wins_flags_the_boun
     assert choose_race(cands, [INF] * 4) is None
     assert lowest_wins(cands, [3.0, 2.0, 1.5, 1.0]) and not lowest_wins(cands, [3.0, 1.0, 1.5, 2.0])
     assert not lowest_wins(cands, [INF] * 4)
+
+
+def test_probe_score_is_the_mean_probe_loss_and_inf_when_it_cannot_be_trusted() -> None:
+    assert probe_score([3.0, 1.0, 2.0, 6.0]) == 3.0
+    assert probe_score([0.5]) == 0.5
+    assert probe_score([1.0, 2.0], diverged=True) == INF
+    assert probe_score([]) == INF and probe_score([1.0, INF]) == INF and probe_score([math.nan, 1.0]) == INF
+
+
+def test_budget_factor_scales_the_winner_as_a_power_of_race_over_training_steps() -> None:
+    assert BUDGET_EXPONENT == 0.4
+    assert budget_factor(36, 36 * 2**5) == pytest.approx(0.25)  # 32 times the race: 2 ** (-5 * 0.4)
+    assert budget_factor(36, 3600) == pytest.approx(0.01**0.4)
+    assert budget_factor(36, 36) == 1.0 and budget_factor(36, 10) == 1.0  # a run no longer than the race
+    assert budget_factor(36, 1000, exponent=1.0) == pytest.approx(0.036)
+    factors = [budget_factor(36, t) for t in (50, 100, 500, 2000, 1e5)]
+    assert factors == sorted(factors, reverse=True) and factors[-1] < 0.1  # the longer the run, the smaller

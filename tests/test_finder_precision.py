@@ -62,7 +62,7 @@ def test_grad_scaler_state_is_restored_after_skipped_steps(fail_in: str | None) 
 
     assert probe.before is not None and "scaler" in probe.before
     start = probe.before["scaler"]["scale"]
-    during = scales[8 : 8 + (finder.result.optimizer_steps if finder.result else 30)]
+    during = scales[8 : 8 + (finder.result.cost_steps if finder.result else 30)]
     assert min(during) < start, "the sweep overflowed and the scaler skipped steps"
     assert_identical(probe.before, probe.after)
     assert scales[-8] == start  # epoch 1 starts from the restored scale

@@ -11,15 +11,15 @@ import torch
 from torch import nn
 
 from experiments import finder_compare as fc
-from experiments.finder_reference import GRID, PER_DECADE, STOP_FACTOR, LossCache, cache_dir, grid_reference
-from experiments.finder_tasks import DEV, EVAL, SEEDS, TASKS, FinderTask, final_loss, one_thread
+from experiments.finder_reference import GRID, OTHER_SEEDS, PER_DECADE, STOP_FACTOR, LossCache, cache_dir, grid_reference
+from experiments.finder_tasks import DEV, EVAL, SECOND_EVAL, SEEDS, TASKS, FinderTask, final_loss, one_thread
 from lr_callbacks.finder_curve import fastai_valley, smooth
 
 CHEAP = "logistic_momentum_b8"  # 150 steps of a 12-feature logistic regression
 
 
 def test_the_split_is_disjoint_and_each_part_covers_every_optimizer_and_loss() -> None:
-    assert not set(DEV) & set(EVAL) and len(DEV) == 16 and len(EVAL) == 12
+    assert not set(DEV) & set(EVAL) and len(DEV) == 28 and len(EVAL) == 14
     for part in (DEV, EVAL):
         assert {TASKS[n].optimizer for n in part} == {"sgd", "sgd_momentum", "nesterov", "adam", "adamw", "rmsprop"}
         assert {TASKS[n].loss for n in part} == {"mse", "cross_entropy", "bce"}
@@ -79,13 +79,17 @@ def test_fastai_lr_find_schedule_stop_and_trimming() -> None:
 def test_compare_and_the_table_on_one_task() -> None:
     cache = LossCache(None)
     with one_thread():
-        (row,) = fc.compare([CHEAP], cache, methods=("race", "valley", "lightning"))
+        (row,) = fc.compare([CHEAP], cache, methods=("race", "valley", "lightning"), other_seeds=True)
+    assert {key.split(":")[0] for key in cache._table(CHEAP)} == {str(s) for s in (*SEEDS, *OTHER_SEEDS)}
+    other = grid_reference(TASKS[CHEAP], cache, seeds=OTHER_SEEDS)  # from the cache: the walk compare made
     assert row.reference is not None
     for method, cell in row.cells.items():
         assert len(cell.lrs) == len(SEEDS) and all(lr is not None and lr > 0 for lr in cell.lrs)
         expected = statistics.fmean(cache.loss(TASKS[CHEAP], s, lr) for s, lr in zip(SEEDS, cell.lrs))
         assert cell.ratio == pytest.approx(expected / row.reference.best_loss), method
     assert row.cells["race"].steps[0] <= 300 and row.cells["lightning"].steps[0] <= 100
+    # The noise-ceiling row: the best LR of an independent grid walk on seeds 2 and 3, on every seed.
+    assert set(OTHER_SEEDS).isdisjoint(SEEDS) and row.cells[fc.OTHER_SEEDS_METHOD].lrs == [other.best_lr] * len(SEEDS)
     table = fc.format_table([row], "one task")
     assert "one task" in table and f"{row.cells['race'].ratio:.2f}" in table
     wins = int(row.cells["race"].ratio < row.cells["lightning"].ratio)
@@ -96,7 +100,7 @@ def test_compare_and_the_table_on_one_task() -> None:
 def test_the_readme_evaluation_figures() -> None:
     """The README's out-of-sample claims, recomputed (final losses from the cache when one exists)."""
     with one_thread():
-        rows = fc.compare(EVAL, LossCache(cache_dir()), methods=("race", "valley", "lightning", "fastai_valley"))
+        rows = fc.compare(SECOND_EVAL, LossCache(cache_dir()), methods=("race", "valley", "lightning", "fastai_valley"))
     race = {row.task: row.cells["race"] for row in rows}
     assert all(max(cell.steps) <= 300 for cell in race.values())
     assert not any(cell.diverged for cell in race.values())

@@ -177,6 +177,8 @@ LITERALS = [
     (lr_callbacks.OneCycle, "anneal_strategy", lr_callbacks.OneCycle.ANNEAL_STRATEGIES),
     (lr_callbacks.ReduceOnPlateau, "mode", lr_callbacks.ReduceOnPlateau.MODES),
     (lr_callbacks.ReduceOnPlateau, "threshold_mode", lr_callbacks.ReduceOnPlateau.THRESHOLD_MODES),
+    (lr_callbacks.LRFinder, "mode", lr_callbacks.LRFinder.MODES),
+    (lr_callbacks.LRFinder, "suggestion", lr_callbacks.LRFinder.SUGGESTIONS),
     *[(getattr(lr_callbacks, n), "interval", LRContributor.INTERVALS) for n in PUBLIC_CALLBACKS
       if n not in ("LRFinder", "SpikeAdaptiveLR")],
 ]  # fmt: skip
