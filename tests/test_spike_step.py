@@ -17,7 +17,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from torch import nn
 
 from lr_callbacks import SpikeAdaptiveLR
-from lr_callbacks.spike_detectors import RatioDetector, ZScoreDetector
+from lr_callbacks.spike_detectors import RatioDetector, TailDetector, ZScoreDetector
 from spike_helpers import Scripted, StepProbe, identical
 from tiny import TinyRegression, loader, tiny_trainer
 
@@ -102,6 +102,105 @@ def test_zscore_accepts_a_lasting_level_change_but_not_a_lone_spike() -> None:
     assert flags[0] == 100 and len(flags) < 30 and flags == list(range(100, 100 + len(flags)))
 
 
+def tail_reference(values: list[float], tail: float = 2.5, z: float = 3.0, persist: float = 1.5, guard: float = 1e4,
+                   threshold: float = 1.1, ema: float = 0.95, warmup: int = 50) -> list[int]:  # fmt: skip
+    """The tail rule written out on its own, in log space: flags against the record of calm excesses so far."""
+    flags, level, spread, record, held, cusum, seen = [], None, 0.0, 0.0, 0.0, 0.0, 0
+    for i, x in enumerate(values):
+        if not math.isfinite(x):
+            flags.append(i)
+            continue
+        if x <= 0:
+            continue
+        y = math.log(x)
+        if level is None:
+            level, seen = y, 1
+            continue
+        excess = y - level
+        if seen >= warmup:
+            bar = max(z * spread, record)
+            ratio = excess / bar if bar > 0 else (math.inf if excess > 0 else 0.0)
+            grown = max(0.0, cusum + min(ratio, 1.5) - 0.5)
+            if excess > math.log(threshold) and (ratio > tail or grown > persist or excess > math.log(guard)):
+                flags.append(i)
+                cusum = held = 0.0
+            else:
+                cusum = grown
+                if ratio > 1:
+                    held = max(held, excess)
+                else:
+                    record = max(record, excess)
+                    if grown == 0:
+                        record, held = max(record, held), 0.0
+            excess = min(excess, bar)
+        level += (1 - ema) * excess
+        spread = ema * spread + (1 - ema) * abs(excess)
+        seen += 1
+    return flags
+
+
+def test_tail_detector_follows_the_written_out_rule() -> None:
+    values = noisy_losses()
+    for kwargs in ({}, {"tail": 2.0, "z": 2.0, "persist": 1.0, "warmup": 20}):
+        detector = TailDetector(**kwargs)
+        assert [i for i, x in enumerate(values) if detector.check(x)] == tail_reference(values, **kwargs)
+    detector = TailDetector()
+    assert [i for i, x in enumerate(values) if detector.check(x)] == [120, 121, 250, 300, 330]
+
+
+def calm_noise(n: int = 600, seed: int = 2) -> list[float]:
+    rng = random.Random(seed)
+    return [math.exp(0.05 * rng.gauss(0, 1)) for _ in range(n)]
+
+
+def test_tail_detector_learns_the_tasks_own_tail() -> None:
+    """Calm extremes that grow step by step (1.2x ... 3.5x) raise the bar with them and are never flagged; the same
+    3.5x after calm noise only is a spike; and after that history a 30x one still is."""
+    grown = calm_noise()
+    for at, ratio in zip((100, 200, 300, 400, 500), (1.2, 1.4, 1.8, 2.5, 3.5)):
+        grown[at] *= ratio
+    learned = TailDetector()
+    assert [i for i, x in enumerate(grown) if learned.check(x)] == []
+    assert math.exp(learned.record) > 3
+    fresh = TailDetector()
+    assert [i for i, x in enumerate([*calm_noise(), 3.5]) if fresh.check(x)] == [600]
+    assert learned.check(30.0)
+
+
+def test_tail_detector_flags_a_sustained_rise_that_no_single_step_would() -> None:
+    detector = TailDetector()
+    for x in calm_noise():
+        detector.check(x)
+    level = math.exp(detector.mean)
+    assert not detector.check(1.3 * level) and detector.suspect  # above the record: suspect, not a spike
+    assert detector.check(1.3 * level)  # twice in a row: a rise
+    for x in calm_noise(40, seed=3):
+        assert not detector.check(x)
+    assert not detector.check(1.3 * level) and detector.suspect  # alone again: only suspect
+    for x in calm_noise(40, seed=4):
+        assert not detector.check(x) and not detector.suspect
+
+
+def test_tail_detector_guard_flags_what_a_heavy_tail_would_hide() -> None:
+    """Calm extremes growing to 1000x the level make the bar ~e^17; a 20000x loss is still a spike, by the guard."""
+    values = calm_noise(1000)
+    for at, ratio in zip(range(100, 1000, 100), (1.2, 1.4, 1.8, 2.5, 3.5, 8.0, 30.0, 200.0, 1000.0)):
+        values[at] *= ratio
+    guarded, unguarded = TailDetector(), TailDetector(guard=1e9)
+    assert [i for i, x in enumerate(values) if guarded.check(x)] == [] == [i for i, x in enumerate(values) if unguarded.check(x)]
+    assert guarded.check(2e4) and not unguarded.check(2e4)
+
+
+def test_tail_detector_on_values_without_a_logarithm() -> None:
+    detector = TailDetector(warmup=5)
+    for x in calm_noise(20):
+        detector.check(x)
+    state = detector.state_dict()
+    assert [detector.check(x) for x in (0.0, -3.0)] == [False, False] and detector.state_dict() == state
+    assert [detector.check(x) for x in (math.nan, math.inf, -math.inf)] == [True, True, True]
+    assert detector.state_dict() == state  # none of them was learned
+
+
 def test_ratio_detector_is_the_seed_rule_with_hold() -> None:
     detector = RatioDetector(threshold=1.1)
     assert [detector.check(x) for x in (1.0, 1.2, 1.25, 0.0, 5.0, -1.0, 2.0)] == [False, True, False, False, False, False, False]
@@ -110,21 +209,34 @@ def test_ratio_detector_is_the_seed_rule_with_hold() -> None:
     assert detector.baseline == 2.0
 
 
-@pytest.mark.parametrize("kind", ["zscore", "ratio", "ratio-ema"])
+@pytest.mark.parametrize("kind", ["zscore", "ratio", "ratio-ema", "tail"])
 def test_device_statistics_equal_host_statistics_bitwise(kind: str) -> None:
     def make() -> Any:
         if kind == "zscore":
             return ZScoreDetector(z=3.0, threshold=1.1, ema=0.9, warmup=10)
+        if kind == "tail":
+            return TailDetector(warmup=10)
         return RatioDetector(threshold=1.1, ema=0.5 if kind == "ratio-ema" else 0.0)
 
     host, device = make(), make()
     losses = noisy_losses(seed=3)
     losses[5] *= 30  # inside the z-score warmup: not a decision yet
+    losses[380] = losses[381] = 1.5 * losses[379]  # a short rise: suspect, then a spike by persistence
+    losses[200], losses[201] = 0.0, -1.0  # no logarithm: neither spikes nor learned by the tail detector
     values = torch.tensor(losses, dtype=torch.float32)  # losses as a model returns them
-    host_flags = [host.check(x) for x in values.tolist()]
-    device_flags = [bool(device.check_tensor(x)) for x in values]
+    host_flags, device_flags, host_suspects, device_suspects = [], [], [], []
+    for x in values:
+        host_flags.append(host.check(float(x)))
+        host_suspects.append(host.suspect)
+        device_flags.append(bool(device.check_tensor(x)))
+        flag = device.suspect_tensor()
+        device_suspects.append(False if flag is None else bool(flag))
     assert host_flags == device_flags and sum(host_flags) >= 3
-    assert host.state_dict() == device.state_dict()  # floats compared exactly
+    assert host_suspects == device_suspects and (kind != "tail" or host_flags[381] and host_suspects[380])
+    if kind == "tail":  # torch's and Python's log may differ in the last bit
+        assert device.state_dict() == pytest.approx(host.state_dict(), rel=1e-12, abs=1e-15)
+    else:
+        assert host.state_dict() == device.state_dict()  # floats compared exactly
 
 
 # --- skip ------------------------------------------------------------------------------------------------
