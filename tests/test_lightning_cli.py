@@ -178,7 +178,7 @@ LITERALS = [
     (lr_callbacks.ReduceOnPlateau, "mode", lr_callbacks.ReduceOnPlateau.MODES),
     (lr_callbacks.ReduceOnPlateau, "threshold_mode", lr_callbacks.ReduceOnPlateau.THRESHOLD_MODES),
     *[(getattr(lr_callbacks, n), "interval", LRContributor.INTERVALS) for n in PUBLIC_CALLBACKS
-      if n not in ("LRFinder", "SpikeAdaptiveLR")],
+      if n not in ("LRFinder",)],
 ]  # fmt: skip
 
 

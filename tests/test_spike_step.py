@@ -268,23 +268,31 @@ def test_rollback_restores_the_copy_before_the_last_refresh(every: int, back_to:
     assert spike.steps_lost == lost and spike.events[0]["reactions"] == ["rollback"]
 
 
-def test_rollback_undoes_a_too_high_lr_step() -> None:
-    """A 1000x LR on step 14 breaks the weights; the loss of step 15 spikes; rollback goes back to before 14."""
+class LRShock(pl.Callback):
+    """A 1000x LR on the update of step ``SPIKE_AT - 1``."""
 
-    class LRShock(pl.Callback):
-        def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
-            for group in optimizer.param_groups:
-                group["lr"] = group["initial_lr"] * (1000.0 if trainer.global_step == SPIKE_AT - 1 else 1.0)
+    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
+        for group in optimizer.param_groups:
+            group["lr"] = group["initial_lr"] * (1000.0 if trainer.global_step == SPIKE_AT - 1 else 1.0)
 
-    spike = SpikeAdaptiveLR(interval="step", reactions="rollback", warmup=5, snapshot_every=1)
+
+@pytest.mark.parametrize(("detector", "flagged"), [("zscore", SPIKE_AT), ("tail", SPIKE_AT + 1)])
+def test_rollback_undoes_a_too_high_lr_step(detector: str, flagged: int) -> None:
+    """A 1000x LR on step 14 breaks the weights and the loss of step 15 jumps; rollback goes back to before 14.
+
+    On this toy, whose loss falls 40x in 15 steps, the tail detector's running level lags: step 15 lies above
+    its record without being a spike, and step 16 (as broken) is one. Step 15, a suspect, did not refresh the
+    rollback copy, so the rollback still lands before the shock.
+    """
+    spike = SpikeAdaptiveLR(interval="step", reactions="rollback", warmup=5, snapshot_every=1, detector=detector)
     probe = StepProbe()
     torch.manual_seed(0)
     model = TinyRegression(base_lrs=(0.05,))
     tiny_trainer([LRShock(), spike, probe], max_epochs=12).fit(model, loader(n=16, batch_size=8))
-    assert spike.spikes[0] == SPIKE_AT
-    assert identical(probe.after[SPIKE_AT], probe.before[SPIKE_AT - 1])
+    assert spike.spikes == [flagged] and spike.steps_lost == flagged + 1 - (SPIKE_AT - 1)
+    assert identical(probe.after[flagged], probe.before[SPIKE_AT - 1])
     losses = model.step_losses
-    assert losses[SPIKE_AT] > 100 * losses[SPIKE_AT - 1] and losses[SPIKE_AT + 1] < 2 * losses[SPIKE_AT - 1]
+    assert losses[SPIKE_AT] > 100 * losses[SPIKE_AT - 1] and losses[flagged + 1] < 2 * losses[SPIKE_AT - 1]
 
 
 # --- backoff at step level -----------------------------------------------------------------------------------
@@ -324,15 +332,19 @@ def test_record_writes_lightning_skip_file(tmp_path: Path, reactions: str, accum
 
 
 def test_default_step_configuration(tmp_path: Path) -> None:
-    """What `SpikeAdaptiveLR(interval="step")` does out of the box: z-score after 50 steps, rollback, record."""
-    values = script(70, factor=1e5, n=90)  # the EMA still remembers the first steps' large losses
+    """What `SpikeAdaptiveLR(interval="step")` does out of the box: the tail detector after 50 steps, rollback,
+    record. 8 batches per epoch (a 2-batch toy's loss swings 5x from one batch to the other)."""
+    values = script(75, factor=1e5, n=96)
     spike = SpikeAdaptiveLR(interval="step")
-    probe, _, _ = run(spike, values, default_root_dir=str(tmp_path), max_epochs=45)
-    assert spike.spikes == [70]
-    # The copy is refreshed before every 10th calm step: step 70 spiked, so it goes back to before step 60.
-    assert identical(probe.after[70], probe.before[60]) and spike.steps_lost == 11
-    # Step 70 is epoch 35's batch 0; rollback adds the step before it (epoch 34's batch 1), as Lightning does.
-    assert json.loads((tmp_path / "skip_batches.json").read_text()) == [1, 0]
+    torch.manual_seed(0)
+    model = Scripted(values, mode="scale", per_step=True, base_lrs=(0.05,), momentum=0.9)
+    probe = StepProbe()
+    tiny_trainer([spike, probe], max_epochs=12, default_root_dir=str(tmp_path)).fit(model, loader(n=64, batch_size=8))
+    assert spike.spikes == [75]
+    # The copy is refreshed before every 20th calm step: step 75 spiked, so it goes back to before step 60.
+    assert identical(probe.after[75], probe.before[60]) and spike.steps_lost == 16
+    # Step 75 is epoch 9's batch 3; rollback adds the step before it (batch 2), as Lightning does.
+    assert json.loads((tmp_path / "skip_batches.json").read_text()) == [2, 3]
 
 
 # --- logging -----------------------------------------------------------------------------------------------
@@ -431,7 +443,8 @@ class ManualScripted(Scripted):
 
 
 def test_manual_optimization_reads_the_returned_loss_and_rolls_back() -> None:
-    spike = SpikeAdaptiveLR(interval="step", reactions=("rollback", "backoff"), warmup=5, snapshot_every=1)
+    # The z-score rule: the toy's steeply falling loss makes the tail detector's level lag (one step late).
+    spike = SpikeAdaptiveLR(interval="step", reactions=("rollback", "backoff"), warmup=5, snapshot_every=1, detector="zscore")
     probe = StepProbe()
     torch.manual_seed(0)
     model = ManualScripted(script(), mode="scale", per_step=True, base_lrs=(0.05,))
