@@ -146,6 +146,13 @@ class LRContributor(Callback):
         """
         raise NotImplementedError(f"{type(self).__name__} cannot replay its check without a trainer.")
 
+    def _replay_obstacle(self) -> str | None:
+        """Why :meth:`_replay_check` cannot stand in for this contributor's checks as configured; ``None`` if it can
+        (as for every contributor that implements it, unless it says otherwise)."""
+        if type(self)._replay_check is LRContributor._replay_check:
+            return "it has no check to replay without a trainer"
+        return None
+
     # --- hooks --------------------------------------------------------------------------------------
 
     @override

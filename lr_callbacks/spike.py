@@ -384,6 +384,28 @@ class SpikeAdaptiveLR(Modifier):
             return True
         return False
 
+    @override
+    def _replay_check(self, value: float, bases: Sequence[Sequence[float]]) -> bool:
+        """The check of a fit on a scripted value (for :func:`lr_callbacks.preview`): the same detector, NaN policy,
+        backoff, floor and recovery. Skip, rollback and record act on the weights, which a script has no need of
+        (a rollback's hold of the seed rule's baseline excepted, which is replayed)."""
+        if self.scales is None or [len(s) for s in self.scales] != [len(row) for row in bases]:
+            self.scales = [[1.0] * len(row) for row in bases]
+        spike = self._decide(value, None)
+        if spike is None:
+            return False
+        if not spike:
+            self.calm += 1
+            return self._recovery_due()
+        if self.rollback and isinstance(self.detector, RatioDetector):
+            self.detector.hold()
+        return self._spike_scales(bases)
+
+    def _replay_obstacle(self) -> str | None:
+        if self.grad_detector is not None:
+            return "it also watches the gradient norm (grad_norm=True), which depends on the weights"
+        return None
+
     # --- reading the value ---------------------------------------------------------------------------------
 
     def _accumulate_epoch(self, outputs: Any) -> None:
