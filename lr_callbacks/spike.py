@@ -723,7 +723,7 @@ class SpikeAdaptiveLR(Modifier):
         self._fast = (
             self._pre_update and not self._on_device and self._plain and self.monitor is None and self.nan_policy == "spike"
         )
-        self._tracks_window = self.interval == "step" and not self._fast
+        self._tracks_window = self._pre_update and not self._fast  # manual optimization: at batch end
         self._spiked = self._struck = None
         self._checked = False
         if "record" in self.reactions:
@@ -755,12 +755,6 @@ class SpikeAdaptiveLR(Modifier):
             apply_lr(trainer)
 
     @override
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
-        Modifier.on_train_batch_start(self, trainer, pl_module, batch, batch_idx)  # super(), without its lookup
-        if self._tracks_window:
-            self._window.append(batch_idx)  # the batches of this step, for the record
-
-    @override
     def on_before_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor) -> None:
         if self._fast:  # the common case, decided here and acted on after backward, in few Python operations
             self._checked = True
@@ -779,6 +773,8 @@ class SpikeAdaptiveLR(Modifier):
             if self.recovery_patience is not None or self._loggers:
                 self._apply_after_step = self._calm_rest(trainer, t, value)
             return
+        if self._tracks_window:  # the batches of this step, for the record (the hooks' batch_idx)
+            self._window.append(trainer.fit_loop.epoch_loop.batch_idx)
         if not self._reads_backward:
             return
         if self._step_loss is None:
@@ -839,6 +835,8 @@ class SpikeAdaptiveLR(Modifier):
             if self.monitor is None:
                 self._accumulate_epoch(outputs)
             return
+        if not self._pre_update:
+            self._window.append(batch_idx)
         stepped = self._steps_this_batch
         if not stepped:
             return  # within an accumulation window

@@ -17,6 +17,11 @@ import torch
 from lr_callbacks._checks import check_number
 
 
+_log = math.log
+_KAPPA = 0.5
+_CAP = 1.5
+
+
 def _dtype(device: torch.device) -> torch.dtype:
     """float64 for exact statistics; MPS has no float64."""
     return torch.float32 if device.type == "mps" else torch.float64
@@ -307,8 +312,8 @@ class TailDetector(SpikeDetector):
         1.238
     """
 
-    KAPPA = 0.5  # CUSUM allowance, in units of the bar
-    CAP = 1.5  # the most one step's r counts for in the CUSUM
+    KAPPA = _KAPPA  # CUSUM allowance, in units of the bar
+    CAP = _CAP  # the most one step's r counts for in the CUSUM
 
     def __init__(
         self,
@@ -332,9 +337,7 @@ class TailDetector(SpikeDetector):
         self._log_threshold = math.log(self.threshold)
         self._log_guard = math.log(self.guard)
         # Read in one go by the host check, which runs every step.
-        self._constants = (
-            self.warmup, self.z, self.tail, self.persist, self._log_threshold, self._log_guard, self._a, self._keep
-        )
+        self._constants = (self.z, self.tail, self.persist, self._log_threshold, self._log_guard)
         self.mean = 0.0
         self.scale = 0.0
         self.record = 0.0
@@ -350,25 +353,25 @@ class TailDetector(SpikeDetector):
         if not 0.0 < x < math.inf:
             self.suspect = False
             return x != x or x == math.inf or x == -math.inf  # NaN and infinities are spikes; the rest is <= 0
-        warmup, z, tail, persist, log_threshold, log_guard, a, keep = self._constants
-        y = math.log(x)
         n = self.count
         self.count = n + 1
         if n == 0:
-            self.mean = y
+            self.mean = _log(x)
             self.suspect = False
             return False
         m = self.mean
         s = self.scale
-        d = y - m
+        d = _log(x) - m
         spike = suspect = False
-        if n >= warmup:
+        # Below the level with nothing pending, a step is calm and moves no decision state: on to the update.
+        if n >= self.warmup and (d > 0.0 or self.cusum != 0.0 or self.pending != 0.0):
+            z, tail, persist, log_threshold, log_guard = self._constants
             bar = z * s
             record = self.record
             if record > bar:
                 bar = record
             r = d / bar if bar > 0.0 else (math.inf if d > 0.0 else 0.0)
-            cusum = self.cusum + (r if r < self.CAP else self.CAP) - self.KAPPA
+            cusum = self.cusum + (r if r < _CAP else _CAP) - _KAPPA
             if cusum < 0.0:
                 cusum = 0.0
             if d > log_threshold and (r > tail or cusum > persist or d > log_guard):
@@ -391,8 +394,9 @@ class TailDetector(SpikeDetector):
                             self.pending = 0.0
             if d > bar:
                 d = bar
+        a = self._a
         self.mean = m + a * d
-        self.scale = keep * s + a * (d if d > 0.0 else -d)
+        self.scale = self._keep * s + a * (d if d > 0.0 else -d)
         self.suspect = suspect
         return spike
 
