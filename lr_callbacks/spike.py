@@ -634,7 +634,7 @@ class SpikeAdaptiveLR(Modifier):
         if self.nan_policy == "ignore":
             spike = spike & torch.isfinite(value)
         if needs_copy:
-            self._prepare_select(trainer, keeper, live, spike if suspect is None else spike | suspect, t)
+            self._prepare_select(trainer, keeper, live, spike, suspect, t)
         if self._flags is None or self._flags.shape[1] < self._sync or self._flags.device != value.device:
             self._flags = torch.zeros((3, self._sync), dtype=torch.float64, device=value.device)
         slot = len(self._slots)
@@ -648,18 +648,24 @@ class SpikeAdaptiveLR(Modifier):
         return True
 
     def _prepare_select(
-        self, trainer: pl.Trainer, keeper: TrainingState, live: list[torch.Tensor], spike: torch.Tensor, t: int
+        self,
+        trainer: pl.Trainer,
+        keeper: TrainingState,
+        live: list[torch.Tensor],
+        spike: torch.Tensor,
+        suspect: torch.Tensor | None,
+        t: int,
     ) -> None:
         """Keep the copy that this step's update falls back to where ``spike`` holds, without reading ``spike``.
 
-        For rollback, ``spike`` also holds on suspect steps, which do not refresh the copy either.
+        A suspect step does not refresh the rollback copy either (its update still applies).
         """
         if not keeper.matches(live):  # first use, or the optimizer state just appeared
             keeper.capture(trainer, t)
         elif not self.rollback:
             torch._foreach_copy_(keeper.copies(), live)
         elif t % self.snapshot_every == 0:
-            keeper.keep_unless(live, spike)  # the copy follows calm refresh steps
+            keeper.keep_unless(live, spike if suspect is None else spike | suspect)  # refreshed at calm steps
         if self.rollback:
             self.snapshot = keeper
             if isinstance(self.detector, RatioDetector):

@@ -276,19 +276,25 @@ class LRShock(pl.Callback):
             group["lr"] = group["initial_lr"] * (1000.0 if trainer.global_step == SPIKE_AT - 1 else 1.0)
 
 
+PATHS = {"fast": {}, "host": {"nan_policy": "ignore"}, "device": {"sync_every": 4}}  # the ways a step is decided
+
+
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize(("detector", "flagged"), [("zscore", SPIKE_AT), ("tail", SPIKE_AT + 1)])
-def test_rollback_undoes_a_too_high_lr_step(detector: str, flagged: int) -> None:
+def test_rollback_undoes_a_too_high_lr_step(detector: str, flagged: int, path: str) -> None:
     """A 1000x LR on step 14 breaks the weights and the loss of step 15 jumps; rollback goes back to before 14.
 
     On this toy, whose loss falls 40x in 15 steps, the tail detector's running level lags: step 15 lies above
     its record without being a spike, and step 16 (as broken) is one. Step 15, a suspect, did not refresh the
-    rollback copy, so the rollback still lands before the shock.
+    rollback copy, so the rollback still lands before the shock: on the host's fast and full paths, and on the
+    device path (exercised on the CPU), which selects the copy without reading the decision back.
     """
-    spike = SpikeAdaptiveLR(interval="step", reactions="rollback", warmup=5, snapshot_every=1, detector=detector)
+    spike = SpikeAdaptiveLR(interval="step", reactions="rollback", warmup=5, snapshot_every=1, detector=detector, **PATHS[path])
     probe = StepProbe()
     torch.manual_seed(0)
     model = TinyRegression(base_lrs=(0.05,))
     tiny_trainer([LRShock(), spike, probe], max_epochs=12).fit(model, loader(n=16, batch_size=8))
+    assert spike._fast == (path == "fast") and spike._on_device == (path == "device")
     assert spike.spikes == [flagged] and spike.steps_lost == flagged + 1 - (SPIKE_AT - 1)
     assert identical(probe.after[flagged], probe.before[SPIKE_AT - 1])
     losses = model.step_losses
