@@ -103,8 +103,9 @@ def test_zscore_accepts_a_lasting_level_change_but_not_a_lone_spike() -> None:
 
 
 def tail_reference(values: list[float], tail: float = 2.5, z: float = 3.0, persist: float = 1.5, guard: float = 1e4,
-                   threshold: float = 1.1, ema: float = 0.95, warmup: int = 50) -> list[int]:  # fmt: skip
-    """The tail rule written out on its own, in log space: flags against the record of calm excesses so far."""
+                   threshold: float = 1.1, ema: float = 0.95, warmup: int = 50) -> tuple[list[int], float]:  # fmt: skip
+    """The tail rule written out on its own, in log space: flags against the record of calm excesses so far, and
+    the record at the end."""
     flags, level, spread, record, held, cusum, seen = [], None, 0.0, 0.0, 0.0, 0.0, 0
     for i, x in enumerate(values):
         if not math.isfinite(x):
@@ -136,14 +137,16 @@ def tail_reference(values: list[float], tail: float = 2.5, z: float = 3.0, persi
         level += (1 - ema) * excess
         spread = ema * spread + (1 - ema) * abs(excess)
         seen += 1
-    return flags
+    return flags, record
 
 
 def test_tail_detector_follows_the_written_out_rule() -> None:
     values = noisy_losses()
     for kwargs in ({}, {"tail": 2.0, "z": 2.0, "persist": 1.0, "warmup": 20}):
         detector = TailDetector(**kwargs)
-        assert [i for i, x in enumerate(values) if detector.check(x)] == tail_reference(values, **kwargs)
+        flags = [i for i, x in enumerate(values) if detector.check(x)]
+        want, record = tail_reference(values, **kwargs)
+        assert flags == want and detector.record == pytest.approx(record, rel=1e-12) and record > 0
     detector = TailDetector()
     assert [i for i, x in enumerate(values) if detector.check(x)] == [120, 121, 250, 300, 330]
 
