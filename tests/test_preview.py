@@ -226,6 +226,20 @@ def test_spike_adaptive_with_the_runs_own_epoch_losses_is_the_run() -> None:
     assert foreseen.series() != without.series()
 
 
+def test_spike_adaptive_epoch_rule_with_rollback_holds_its_baseline_as_the_run_does() -> None:
+    """With rollback the seed rule keeps comparing with the last good epoch's loss: 1.0, then 2.0 and 2.1 are both
+    spikes against 1.0 (and 2.1 against 2.0 would not be)."""
+    torch.manual_seed(0)
+    lrs, losses = LRRecorder(), LossRecorder()
+    tiny_trainer([SpikeAdaptiveLR(rollback=True), losses, lrs], max_epochs=4).fit(
+        Scripted([1.0, 2.0, 2.1, 2.1], base_lrs=BASES), loader(n=8 * BATCHES)
+    )
+    foreseen = preview([SpikeAdaptiveLR(rollback=True)], epochs=4, steps_per_epoch=BATCHES, base_lrs=BASES,
+                       metrics=losses.epochs)  # fmt: skip
+    assert [row[0] for row in foreseen.lrs] == lrs.lrs
+    assert foreseen.series()[::BATCHES] == [0.1, 0.1, 0.05, 0.025]
+
+
 def test_spike_adaptive_at_step_level_with_the_runs_own_losses_is_the_run() -> None:
     """The step default's detector with rollback and backoff: its decisions depend on the losses alone, so the
     per-step losses the run saw give its LRs, though the rollbacks changed the weights they came from."""
