@@ -123,6 +123,7 @@ class SpikeAdaptiveLRConf:
     record_path: Optional[str] = None
     sync_every: Optional[int] = None
     snapshot_every: Optional[int] = None
+    tail: Optional[float] = None
 
 
 @dataclass

@@ -72,6 +72,8 @@ class LRContributor(Callback):
     # Whether the contribution is a function of ``t`` (then a "step" interval rewrites the LR every step).
     _time_driven: bool = True
     _plan: LRPlan | None = None
+    # Set with the plan: whether this contributor's batch-start hook has nothing to do in this fit.
+    _idle_batch_start: bool = False
 
     def __init__(self, interval: Interval = "epoch") -> None:
         self.interval = check_choice("interval", interval, INTERVALS)
@@ -144,6 +146,13 @@ class LRContributor(Callback):
         """
         raise NotImplementedError(f"{type(self).__name__} cannot replay its check without a trainer.")
 
+    def _replay_obstacle(self) -> str | None:
+        """Why :meth:`_replay_check` cannot stand in for this contributor's checks as configured; ``None`` if it can
+        (as for every contributor that implements it, unless it says otherwise)."""
+        if type(self)._replay_check is LRContributor._replay_check:
+            return "it has no check to replay without a trainer"
+        return None
+
     # --- hooks --------------------------------------------------------------------------------------
 
     @override
@@ -182,11 +191,14 @@ class LRContributor(Callback):
 
     @override
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+        plan = self._plan
+        if self._idle_batch_start and plan is not None and plan.callbacks is trainer.callbacks:
+            if plan.n_callbacks == len(trainer.callbacks):
+                return  # no step clock, and not the one that writes or logs each step
         if batch_idx % trainer.accumulate_grad_batches:
             return  # inside an accumulation window: same step, same LR
         if self.interval == "step" and self._time_driven:
             self._advance(trainer, self._time(trainer, batch_idx))
-        plan = self._plan
         if plan is None or plan.callbacks is not trainer.callbacks or plan.n_callbacks != len(trainer.callbacks):
             plan = lr_plan(trainer)
         if plan.last is self:
@@ -385,8 +397,12 @@ def lr_plan(trainer: pl.Trainer) -> LRPlan:
             callbacks=callbacks,
             n_callbacks=len(callbacks),
         )
+        logs = bool(trainer.loggers)
         for contributor in contributors:
             contributor._plan = plan
+            contributor._idle_batch_start = not (contributor.interval == "step" and contributor._time_driven) and (
+                contributor is not plan.last or not (plan.writes_each_step or logs)
+            )
             contributor._prepare(trainer)
     return plan
 

@@ -23,7 +23,6 @@ from lightning_utilities.core.imports import RequirementCache
 from lr_callbacks._checks import check_number
 from lr_callbacks.core import LRContributor, Modifier, Schedule, check_one_schedule, compute_lrs
 from lr_callbacks.finder import LRFinder
-from lr_callbacks.spike import SpikeAdaptiveLR
 
 if TYPE_CHECKING:
     from lightning.pytorch.loggers import Logger
@@ -155,13 +154,14 @@ def preview(
     optimizer step (an accumulation window counts once; under manual optimization, a training batch).
     ``OneCycle(total_steps=None)`` learns the run's length as it would from the trainer.
 
-    **Data-driven callbacks.** ``ReduceOnPlateau`` is foreseen from a scripted metric: ``metrics`` gives
-    the value each check sees (one per epoch, observed at the epoch's end, or one per step with
-    ``interval="step"``), and the callback's own decision code runs on it. Without one, and for callbacks
-    the preview cannot replay (``SpikeAdaptiveLR`` for now; ``LRFinder``, which replaces the base LRs with its
-    suggestion), the preview warns, holds their contribution where it starts (no reduction, scale 1, the
-    given base LRs) and lists them in :attr:`LRPreview.unforeseen`. Callbacks that do not set the LR
-    (checkpointing, ``LearningRateMonitor``, ...) are ignored.
+    **Data-driven callbacks.** ``ReduceOnPlateau`` and ``SpikeAdaptiveLR`` are foreseen from a scripted metric:
+    ``metrics`` gives the value each check sees (one per epoch, observed at the epoch's end, or one per step with
+    ``interval="step"``; for ``SpikeAdaptiveLR`` without ``monitor``, the epoch's mean training loss or the step's
+    loss), and the callback's own decision code runs on it. Without one, and for callbacks the preview cannot
+    replay (``SpikeAdaptiveLR(grad_norm=True)``, whose decisions also read gradient norms; ``LRFinder``, which
+    replaces the base LRs with its suggestion), the preview warns, holds their contribution where it starts (no
+    reduction, scale 1, the given base LRs) and lists them in :attr:`LRPreview.unforeseen`. Callbacks that do
+    not set the LR (checkpointing, ``LearningRateMonitor``, ...) are ignored.
 
     Args:
         callbacks: The trainer's callbacks.
@@ -221,9 +221,9 @@ def preview(
         contributor._set_run_length(total, epochs)
 
     unforeseen = [_finder_note(cb) for cb in callbacks if isinstance(cb, LRFinder)]
-    timed = [c for c in contributors if not _data_driven(c)]
+    timed = [c for c in contributors if c._time_driven]
     replays: list[tuple[LRContributor, list[float]]] = []
-    for contributor in (c for c in contributors if _data_driven(c)):
+    for contributor in (c for c in contributors if not c._time_driven):
         checks = total if contributor.interval == "step" else total // per_epoch
         script = _script(contributor, metrics, checks)
         if isinstance(script, str):
@@ -245,12 +245,6 @@ def preview(
             elif epoch_ends:
                 contributor._replay_check(script[k // per_epoch], bases)
     return LRPreview(lrs=lrs, steps_per_epoch=per_epoch, epochs=epochs, unforeseen=unforeseen)
-
-
-def _data_driven(contributor: LRContributor) -> bool:
-    """Whether the contribution changes on checks of a monitored value rather than with ``t``."""
-    # SpikeAdaptiveLR changes on its checks but keeps the default `_time_driven = True`.
-    return not contributor._time_driven or isinstance(contributor, SpikeAdaptiveLR)
 
 
 def _base_lrs(base_lrs: Any) -> list[list[float]]:
@@ -279,10 +273,11 @@ def _script(contributor: LRContributor, metrics: Any, checks: int) -> list[float
     name = type(contributor).__name__
     key = getattr(contributor, "monitor", None) or LOSS
     per = "step" if contributor.interval == "step" else "epoch"
-    if type(contributor)._replay_check is LRContributor._replay_check:
+    obstacle = contributor._replay_obstacle()
+    if obstacle is not None:
         return (
-            f"{name}(monitor={getattr(contributor, 'monitor', None)!r}) cannot be foreseen yet: it has no check to "
-            "replay without a trainer. The preview holds its contribution where it starts (no change)."
+            f"{name}(monitor={getattr(contributor, 'monitor', None)!r}) cannot be foreseen: {obstacle}. "
+            "The preview holds its contribution where it starts (no change)."
         )
     script = metrics.get(key) if isinstance(metrics, Mapping) else metrics
     if script is None:

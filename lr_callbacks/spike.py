@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal, get_args
 
 import lightning.pytorch as pl
 import torch
@@ -13,9 +13,16 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
 from lr_callbacks._checks import check_choice, check_number
-from lr_callbacks.core import Modifier, apply_lr, lr_names, should_log
-from lr_callbacks.spike_detectors import RatioDetector, SpikeDetector, ZScoreDetector
+from lr_callbacks.core import Interval, Modifier, apply_lr, lr_names, should_log
+from lr_callbacks.spike_detectors import RatioDetector, SpikeDetector, TailDetector, ZScoreDetector
 from lr_callbacks.spike_reactions import SpikeRecord, TrainingState, drop_update, grad_scaler
+
+# The choices, as ``Literal`` types so that LightningCLI (jsonargparse) checks them when parsing.
+DecayName = Literal["halve", "sqrt"]
+NanPolicy = Literal["spike", "ignore", "raise"]
+DetectorName = Literal["ratio", "zscore", "tail"]
+Reaction = Literal["backoff", "skip", "rollback", "record"]
+_DECAY_FACTORS = {"halve": 0.5, "sqrt": math.sqrt(0.5)}
 
 
 class SpikeAdaptiveLR(Modifier):
@@ -38,12 +45,17 @@ class SpikeAdaptiveLR(Modifier):
 
     **Step level** (``interval="step"``). The loss of every optimizer step is checked *before* that step's
     update (the micro-batch losses of an accumulation window are averaged), so a reaction can still stop the
-    update. Step losses are noisy, so this interval has its own defaults, :attr:`STEP_DEFAULTS`: a z-score
-    detector (:class:`~lr_callbacks.spike_detectors.ZScoreDetector`: a spike lies ``z_threshold`` standard
-    deviations above an EMA of the loss and ``threshold`` × above its mean, after ``warmup`` steps), and the
-    reactions ``("rollback", "record")`` with the rollback copy refreshed every ``snapshot_every`` calm steps.
-    Their values were chosen on the development seeds of ``lr-benchmark spikes`` (see the README for when to
-    pick which reaction). Any of them can be set explicitly, with either interval.
+    update. Step losses are noisy, so this interval has its own defaults, :attr:`STEP_DEFAULTS`: the tail
+    detector (:class:`~lr_callbacks.spike_detectors.TailDetector`), which works on the log of the loss and
+    learns how far the task's own calm steps stray: a spike is a step ``tail`` times further above the running
+    level than any calm step so far (in log terms, with a floor of ``z_threshold`` robust deviations), a rise
+    that stays above that record for a few steps, or a loss ``10^4`` times its level; and at least
+    ``threshold`` × that level; after ``warmup`` steps. The reactions are ``("rollback", "record")`` with the
+    rollback copy refreshed every ``snapshot_every`` calm steps. ``detector="zscore"``
+    (:class:`~lr_callbacks.spike_detectors.ZScoreDetector`: ``z_threshold`` standard deviations above an EMA of
+    the loss) is the earlier step rule, for losses that can be ``<= 0``. The values, in :attr:`STEP_DEFAULTS`
+    and :attr:`DETECTOR_DEFAULTS`, were chosen on the development seeds of ``lr-benchmark spikes`` (see the
+    README for when to pick which reaction). Any of them can be set explicitly, with either interval.
 
     **Reactions** (``reactions``, combinable):
 
@@ -112,10 +124,12 @@ class SpikeAdaptiveLR(Modifier):
         min_lr: Floor on the LR magnitude the spike scale alone can reach, ``>= 0``.
         interval: ``"epoch"`` or ``"step"``: how often the value is checked.
         detector: One of :attr:`DETECTORS`; ``None`` picks ``"ratio"`` for epochs, ``"zscore"`` for steps.
-        z_threshold: Standard deviations above the mean for ``"zscore"``; ``None``: :attr:`STEP_DEFAULTS`.
+        z_threshold: Standard deviations above the mean for ``"zscore"``; for ``"tail"`` the floor of its bar, in
+            robust deviations of the log-loss; ``None``: :attr:`DETECTOR_DEFAULTS`.
         ema: Weight of the past in the baseline, in ``[0, 1)``: for ``"ratio"`` ``None`` (or 0) compares with the
-            previous value; for ``"zscore"`` it weighs the mean and variance, ``None``: :attr:`STEP_DEFAULTS`.
-        warmup: Values seen before the first ``"zscore"`` decision; ``None``: :attr:`STEP_DEFAULTS`.
+            previous value; for ``"zscore"`` and ``"tail"`` it weighs the mean and the spread, ``None``:
+            :attr:`DETECTOR_DEFAULTS`.
+        warmup: Values seen before the first ``"zscore"`` or ``"tail"`` decision; ``None``: :attr:`DETECTOR_DEFAULTS`.
         reactions: Any of :attr:`REACTIONS`; ``None``: ``("backoff",)`` for epochs, :attr:`STEP_DEFAULTS` for
             steps.
         recovery_patience: Calm checks in a row before the scale grows back; ``None`` never recovers.
@@ -129,6 +143,8 @@ class SpikeAdaptiveLR(Modifier):
             1 on the CPU, ``log_every_n_steps`` elsewhere.
         snapshot_every: Refresh the rollback copy at calm checks whose index is a multiple of this, ``>= 1``;
             ``None``: 1 for epochs, :attr:`STEP_DEFAULTS` for steps.
+        tail: For ``"tail"``: how many times its bar (the largest calm excursion so far, in log terms) one step
+            must rise to be a spike, ``> 1``; ``None``: :attr:`DETECTOR_DEFAULTS`.
 
     Attributes:
         spikes: ``t`` of every spike (epoch or optimizer-step index).
@@ -148,46 +164,47 @@ class SpikeAdaptiveLR(Modifier):
         >>> SpikeAdaptiveLR(threshold=1.1, decay="sqrt")
         SpikeAdaptiveLR(monitor=None, threshold=1.1, decay='sqrt', min_lr=1e-06, interval='epoch')
         >>> guard = SpikeAdaptiveLR(interval="step")
-        >>> guard.detector_name, guard.reactions, guard.z_threshold, guard.ema, guard.warmup, guard.snapshot_every
-        ('zscore', ('rollback', 'record'), 6.0, 0.95, 50, 10)
+        >>> guard.detector_name, guard.tail, guard.z_threshold, guard.ema, guard.warmup
+        ('tail', 2.5, 3.0, 0.95, 50)
+        >>> guard.reactions, guard.snapshot_every
+        (('rollback', 'record'), 20)
     """
 
     # The factor moves at checks, not with t: the base hooks need not rewrite the LR every step for it.
     _time_driven = False
-    DECAYS: dict[str, float] = {"halve": 0.5, "sqrt": math.sqrt(0.5)}
-    NAN_POLICIES = ("spike", "ignore", "raise")
-    DETECTORS = ("ratio", "zscore")
-    REACTIONS = ("backoff", "skip", "rollback", "record")
+    DECAYS: dict[str, float] = {name: _DECAY_FACTORS[name] for name in get_args(DecayName)}
+    NAN_POLICIES: tuple[str, ...] = get_args(NanPolicy)
+    DETECTORS: tuple[str, ...] = get_args(DetectorName)
+    REACTIONS: tuple[str, ...] = get_args(Reaction)
     EPOCH_DEFAULTS: dict[str, Any] = {"detector": "ratio", "reactions": ("backoff",), "snapshot_every": 1}
-    STEP_DEFAULTS: dict[str, Any] = {
-        "detector": "zscore",
-        "z_threshold": 6.0,
-        "ema": 0.95,
-        "warmup": 50,
-        "reactions": ("rollback", "record"),
-        "snapshot_every": 10,
+    STEP_DEFAULTS: dict[str, Any] = {"detector": "tail", "reactions": ("rollback", "record"), "snapshot_every": 20}
+    #: The numbers of the step detectors when not given.
+    DETECTOR_DEFAULTS: dict[str, dict[str, Any]] = {
+        "zscore": {"z_threshold": 6.0, "ema": 0.95, "warmup": 50},
+        "tail": {"tail": 2.5, "z_threshold": 3.0, "ema": 0.95, "warmup": 50},
     }
 
     def __init__(
         self,
         monitor: str | None = None,
         threshold: float = 1.1,
-        decay: str | float = "halve",
+        decay: DecayName | float = "halve",
         min_lr: float = 1e-6,
-        interval: str = "epoch",
-        detector: str | None = None,
+        interval: Interval = "epoch",
+        detector: DetectorName | None = None,
         z_threshold: float | None = None,
         ema: float | None = None,
         warmup: int | None = None,
-        reactions: str | Sequence[str] | None = None,
+        reactions: Reaction | Sequence[Reaction] | None = None,
         recovery_patience: int | None = None,
         recovery_factor: float = 2.0,
         rollback: bool = False,
-        nan_policy: str = "spike",
+        nan_policy: NanPolicy = "spike",
         grad_norm: bool = False,
         record_path: str | None = None,
         sync_every: int | None = None,
         snapshot_every: int | None = None,
+        tail: float | None = None,
     ) -> None:
         super().__init__(interval)
         if monitor is not None and (not isinstance(monitor, str) or not monitor):
@@ -204,16 +221,23 @@ class SpikeAdaptiveLR(Modifier):
         self.detector_name: str = check_choice("detector", name, self.DETECTORS)
         self.z_threshold: float | None = None
         self.warmup: int | None = None
+        self.tail: float | None = None
         if self.detector_name == "ratio":
-            for arg, value in (("z_threshold", z_threshold), ("warmup", warmup)):
+            for arg, value in (("z_threshold", z_threshold), ("warmup", warmup), ("tail", tail)):
                 if value is not None:
-                    raise ValueError(f"`{arg}` applies to detector='zscore' only, got {arg}={value!r} with 'ratio'.")
+                    raise ValueError(
+                        f"`{arg}` applies to the step detectors ('zscore', 'tail') only, got {arg}={value!r} with 'ratio'."
+                    )
             self.ema = 0.0 if ema is None else check_number("ema", ema, ge=0, lt=1)
         else:
-            zs = self.STEP_DEFAULTS
+            zs = self.DETECTOR_DEFAULTS[self.detector_name]
             self.z_threshold = check_number("z_threshold", zs["z_threshold"] if z_threshold is None else z_threshold, gt=0)
             self.ema = check_number("ema", zs["ema"] if ema is None else ema, gt=0, lt=1)
             self.warmup = check_number("warmup", zs["warmup"] if warmup is None else warmup, ge=1, integer=True)
+            if self.detector_name == "tail":
+                self.tail = check_number("tail", zs["tail"] if tail is None else tail, gt=1)
+            elif tail is not None:
+                raise ValueError(f"`tail` applies to detector='tail' only, got tail={tail!r} with 'zscore'.")
         self.reactions: tuple[str, ...] = self._check_reactions(defaults["reactions"] if reactions is None else reactions)
         if not isinstance(rollback, bool):
             raise ValueError(f"`rollback` must be True or False, got {rollback!r}.")
@@ -258,6 +282,12 @@ class SpikeAdaptiveLR(Modifier):
         self._step_count = 0
         self._window: list[int] = []
         self._previous_window: list[int] = []
+        self._tracks_window = False
+        # The fast path: a spike decided before backward (its value), the weights' reaction taken after it.
+        self._spiked: float | None = None
+        self._struck: tuple[float, list[str], int] | None = None
+        self._checked = False
+        self._last_batch = -1
         self._apply_after_step = False
         self._scaler_after_step: dict[str, Any] | None = None
         self._snapshot_step = 0
@@ -293,6 +323,9 @@ class SpikeAdaptiveLR(Modifier):
         if self.detector_name == "ratio":
             return RatioDetector(self.threshold, self.ema)
         assert self.z_threshold is not None and self.warmup is not None
+        if self.detector_name == "tail":
+            assert self.tail is not None
+            return TailDetector(tail=self.tail, z=self.z_threshold, threshold=self.threshold, ema=self.ema, warmup=self.warmup)
         return ZScoreDetector(self.z_threshold, self.threshold, self.ema, self.warmup)
 
     def __repr__(self) -> str:
@@ -307,9 +340,14 @@ class SpikeAdaptiveLR(Modifier):
 
     @property
     def baseline(self) -> float | None:
-        """The value the next one is compared with: the ratio baseline, or the z-score detector's mean."""
+        """The value the next one is compared with: the ratio baseline, or the step detector's running level
+        (the z-score detector's mean, the tail detector's ``exp`` of its mean log)."""
         state = self.detector.state_dict()
-        return state["baseline"] if "baseline" in state else (state["mean"] if state["count"] else None)
+        if "baseline" in state:
+            return state["baseline"]
+        if not state["count"]:
+            return None
+        return math.exp(state["mean"]) if isinstance(self.detector, TailDetector) else state["mean"]
 
     # --- the LR factor -------------------------------------------------------------------------------------
 
@@ -317,10 +355,11 @@ class SpikeAdaptiveLR(Modifier):
     def lr_factor(self, optimizer_idx: int, group_idx: int) -> float:
         return 1.0 if self.scales is None else self.scales[optimizer_idx][group_idx]
 
-    def _decay(self, trainer: pl.Trainer) -> None:
-        for optimizer, scales in zip(trainer.optimizers, self.scales or []):
-            for g, group in enumerate(optimizer.param_groups):
-                base = abs(group["initial_lr"])
+    def _decay(self, bases: Sequence[Sequence[float]]) -> None:
+        """Shrink every group's scale by ``decay_factor``, floored at ``min_lr / |base LR|`` (never raised)."""
+        for row, scales in zip(bases, self.scales or []):
+            for g, base_lr in enumerate(row):
+                base = abs(base_lr)
                 floor = self.min_lr / base if base > 0 else 0.0
                 scales[g] = min(scales[g], max(scales[g] * self.decay_factor, floor))
 
@@ -328,6 +367,44 @@ class SpikeAdaptiveLR(Modifier):
         for scales in self.scales or []:
             for g, s in enumerate(scales):
                 scales[g] = min(1.0, s * self.recovery_factor)
+
+    def _recovery_due(self) -> bool:
+        """After a calm check was counted: grow the scales back if ``recovery_patience`` calm checks have passed."""
+        if self.recovery_patience is not None and self.calm >= self.recovery_patience and "backoff" in self.reactions:
+            self._recover()
+            self.calm = 0
+            return True
+        return False
+
+    def _spike_scales(self, bases: Sequence[Sequence[float]]) -> bool:
+        """What a spike does to the LR factor: counts, and backs off with ``"backoff"``; True if the scales moved."""
+        self.calm = 0
+        if "backoff" in self.reactions:
+            self._decay(bases)
+            return True
+        return False
+
+    @override
+    def _replay_check(self, value: float, bases: Sequence[Sequence[float]]) -> bool:
+        """The check of a fit on a scripted value (for :func:`lr_callbacks.preview`): the same detector, NaN policy,
+        backoff, floor and recovery. Skip, rollback and record act on the weights, which a script has no need of
+        (a rollback's hold of the seed rule's baseline excepted, which is replayed)."""
+        if self.scales is None or [len(s) for s in self.scales] != [len(row) for row in bases]:
+            self.scales = [[1.0] * len(row) for row in bases]
+        spike = self._decide(value, None)
+        if spike is None:
+            return False
+        if not spike:
+            self.calm += 1
+            return self._recovery_due()
+        if self.rollback and isinstance(self.detector, RatioDetector):
+            self.detector.hold()
+        return self._spike_scales(bases)
+
+    def _replay_obstacle(self) -> str | None:
+        if self.grad_detector is not None:
+            return "it also watches the gradient norm (grad_norm=True), which depends on the weights"
+        return None
 
     # --- reading the value ---------------------------------------------------------------------------------
 
@@ -447,40 +524,44 @@ class SpikeAdaptiveLR(Modifier):
 
         ``applied`` counts the optimizer updates in the live state now (the step being checked not included).
         """
-        taken: list[str] = []
-        lost = 0
-        if spike:
-            if self.rollback and self.snapshot is not None:
-                self.snapshot.restore(trainer)
-                lost = applied + int(self._pre_update) - self.snapshot.step
-                if isinstance(self.detector, RatioDetector):
-                    self.detector.hold()
-                if self._pre_update:
-                    drop_update(trainer.optimizers)
-                    self._scaler_after_step = self.snapshot.scaler
-                taken.append("rollback")
-            elif "skip" in self.reactions and self._pre_update:
-                if self._scaler is not None:
-                    self._scaler_after_step = self._scaler.state_dict()
-                drop_update(trainer.optimizers)
-                lost = 1
-                taken.append("skip")
-        else:
+        if not spike:
             return self._calm(trainer, t, applied, value)
+        taken, lost = self._strike(trainer, applied)
         return self._bookkeep(trainer, spike, t, value, batches, taken, lost)
+
+    def _strike(self, trainer: pl.Trainer, applied: int) -> tuple[list[str], int]:
+        """The reactions on the weights at a spike (rollback, else skip): what was taken and the updates lost."""
+        if self.rollback and self.snapshot is not None:
+            self.snapshot.restore(trainer)
+            if isinstance(self.detector, RatioDetector):
+                self.detector.hold()
+            if self._pre_update:
+                drop_update(trainer.optimizers)
+                self._scaler_after_step = self.snapshot.scaler
+            return ["rollback"], applied + int(self._pre_update) - self.snapshot.step
+        if "skip" in self.reactions and self._pre_update:
+            if self._scaler is not None:
+                self._scaler_after_step = self._scaler.state_dict()
+            drop_update(trainer.optimizers)
+            return ["skip"], 1
+        return [], 0
+
+    def _suspect(self) -> bool:
+        """Whether the last calm check still lay beyond what a detector counts as calm (no rollback copy then)."""
+        return self.detector.suspect or (self.grad_detector is not None and self.grad_detector.suspect)
 
     def _calm(self, trainer: pl.Trainer, t: int, applied: int | None, value: float) -> bool:
         """A calm check: refresh the rollback copy when due (on the host, given ``applied``), count, log."""
-        if applied is not None and self.rollback and t % self.snapshot_every == 0:
+        if applied is not None and self.rollback and t % self.snapshot_every == 0 and not self._suspect():
             if self.snapshot is None:
                 self.snapshot = TrainingState()
             self.snapshot.capture(trainer, applied)
         self.calm += 1
-        changed = False
-        if self.recovery_patience is not None and self.calm >= self.recovery_patience and "backoff" in self.reactions:
-            self._recover()
-            self.calm = 0
-            changed = True
+        return self._calm_rest(trainer, t, value)
+
+    def _calm_rest(self, trainer: pl.Trainer, t: int, value: float) -> bool:
+        """After a calm check was counted: recovery when due, and the resting log at the logging cadence."""
+        changed = self._recovery_due()
         if self._loggers and (self.interval == "epoch" or should_log(trainer)):
             self._log(trainer, t if self.interval == "step" else trainer.global_step, value, False, [])
         return changed
@@ -492,11 +573,9 @@ class SpikeAdaptiveLR(Modifier):
         if not spike:
             return self._calm(trainer, t, None, value)
         self.spikes.append(t)
-        self.calm = 0
         self.steps_lost += lost
-        changed = "backoff" in self.reactions
+        changed = self._spike_scales([[g["initial_lr"] for g in opt.param_groups] for opt in trainer.optimizers])
         if changed:
-            self._decay(trainer)
             taken.append("backoff")
         step = t if self.interval == "step" else trainer.global_step
         event = {"step": step, "epoch": trainer.current_epoch, "batches": list(batches), "value": value,
@@ -547,32 +626,46 @@ class SpikeAdaptiveLR(Modifier):
             return True
         value, norm = read
         spike = self.detector.check_tensor(value)
+        suspect = self.detector.suspect_tensor()
         if norm is not None and self.grad_detector is not None:
             spike = spike | self.grad_detector.check_tensor(norm)
+            other = self.grad_detector.suspect_tensor()
+            suspect = other if suspect is None else (suspect if other is None else suspect | other)
         if self.nan_policy == "ignore":
             spike = spike & torch.isfinite(value)
         if needs_copy:
-            self._prepare_select(trainer, keeper, live, spike, t)
+            self._prepare_select(trainer, keeper, live, spike, suspect, t)
         if self._flags is None or self._flags.shape[1] < self._sync or self._flags.device != value.device:
-            self._flags = torch.zeros((2, self._sync), dtype=torch.float64, device=value.device)
+            self._flags = torch.zeros((3, self._sync), dtype=torch.float64, device=value.device)
         slot = len(self._slots)
         self._flags[0, slot].copy_(spike)
         self._flags[1, slot].copy_(value)
+        if suspect is not None:
+            self._flags[2, slot].copy_(suspect)
         self._slots.append(
             {"t": t, "epoch": trainer.current_epoch, "batches": list(self._window), "previous": list(self._previous_window)}
         )
         return True
 
     def _prepare_select(
-        self, trainer: pl.Trainer, keeper: TrainingState, live: list[torch.Tensor], spike: torch.Tensor, t: int
+        self,
+        trainer: pl.Trainer,
+        keeper: TrainingState,
+        live: list[torch.Tensor],
+        spike: torch.Tensor,
+        suspect: torch.Tensor | None,
+        t: int,
     ) -> None:
-        """Keep the copy that this step's update falls back to where ``spike`` holds, without reading ``spike``."""
+        """Keep the copy that this step's update falls back to where ``spike`` holds, without reading ``spike``.
+
+        A suspect step does not refresh the rollback copy either (its update still applies).
+        """
         if not keeper.matches(live):  # first use, or the optimizer state just appeared
             keeper.capture(trainer, t)
         elif not self.rollback:
             torch._foreach_copy_(keeper.copies(), live)
         elif t % self.snapshot_every == 0:
-            keeper.keep_unless(live, spike)  # the copy follows calm refresh steps
+            keeper.keep_unless(live, spike if suspect is None else spike | suspect)  # refreshed at calm steps
         if self.rollback:
             self.snapshot = keeper
             if isinstance(self.detector, RatioDetector):
@@ -586,9 +679,9 @@ class SpikeAdaptiveLR(Modifier):
         if not self._slots:
             return
         assert self._flags is not None
-        flags, values = self._flags[:, : len(self._slots)].tolist()
+        flags, values, suspects = self._flags[:, : len(self._slots)].tolist()
         changed = False
-        for slot, flag, value in zip(self._slots, flags, values):
+        for slot, flag, value, suspect in zip(self._slots, flags, values, suspects):
             spike = flag > 0
             taken: list[str] = []
             lost = 0
@@ -599,7 +692,7 @@ class SpikeAdaptiveLR(Modifier):
             elif spike and "skip" in self.reactions:
                 taken.append("skip")
                 lost = 1
-            elif self.rollback and slot["t"] % self.snapshot_every == 0:
+            elif self.rollback and slot["t"] % self.snapshot_every == 0 and not suspect > 0:
                 self._snapshot_step = slot["t"]
             changed = self._bookkeep(trainer, spike, slot["t"], value, slot["batches"], taken, lost) or changed
         self._slots = []
@@ -636,6 +729,9 @@ class SpikeAdaptiveLR(Modifier):
         self._fast = (
             self._pre_update and not self._on_device and self._plain and self.monitor is None and self.nan_policy == "spike"
         )
+        self._tracks_window = self._pre_update and not self._fast  # manual optimization: at batch end
+        self._spiked = self._struck = None
+        self._checked = False
         if "record" in self.reactions:
             self.record.resolve(trainer.default_root_dir)
         if self._loss_sum is not None and self._loss_sum.device != device:
@@ -665,13 +761,26 @@ class SpikeAdaptiveLR(Modifier):
             apply_lr(trainer)
 
     @override
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
-        super().on_train_batch_start(trainer, pl_module, batch, batch_idx)
-        if self.interval == "step":
-            self._window.append(batch_idx)  # the batches of this step, for the record
-
-    @override
     def on_before_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor) -> None:
+        if self._fast:  # the common case, decided here and acted on after backward, in few Python operations
+            self._checked = True
+            value = loss.item()
+            detector = self.detector
+            if detector.check(value):
+                self._spiked = value
+                return
+            t = self._step
+            if self.rollback and t % self.snapshot_every == 0 and not detector.suspect:
+                snapshot = self.snapshot
+                if snapshot is None:
+                    snapshot = self.snapshot = TrainingState()
+                snapshot.capture(trainer, t)
+            self.calm += 1
+            if self.recovery_patience is not None or self._loggers:
+                self._apply_after_step = self._calm_rest(trainer, t, value)
+            return
+        if self._tracks_window:  # the batches of this step, for the record (the hooks' batch_idx)
+            self._window.append(trainer.fit_loop.epoch_loop.batch_idx)
         if not self._reads_backward:
             return
         if self._step_loss is None:
@@ -687,19 +796,13 @@ class SpikeAdaptiveLR(Modifier):
     def on_before_optimizer_step(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
     ) -> None:
-        super().on_before_optimizer_step(trainer, pl_module, optimizer)
-        self._steps_this_batch += 1
-        if self._fast:  # the common case, kept to a few Python operations per step
-            loss = self._step_loss
-            if loss is None:
-                return
-            self._step_loss, self._step_count = None, 0
-            value = loss.item()
-            if self.detector.check(value):
-                self._apply_after_step = self._react(trainer, True, self._step, self._step, value, self._window)
-            else:
-                self._apply_after_step = self._calm(trainer, self._step, self._step, value)
+        if self._fast:
+            value = self._spiked
+            if value is not None:
+                self._spiked = None
+                self._struck = (value, *self._strike(trainer, self._step))
             return
+        self._steps_this_batch += 1
         if not self._pre_update:
             return
         t = self._step
@@ -717,10 +820,29 @@ class SpikeAdaptiveLR(Modifier):
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
+        if self._fast:
+            if not self._checked:
+                return
+            self._checked = False
+            struck = self._struck
+            if struck is not None:
+                self._struck = None
+                value, taken, lost = struck
+                self._previous_window = [self._last_batch]
+                if self._bookkeep(trainer, True, self._step, value, [batch_idx], taken, lost):
+                    self._apply_after_step = True
+            if self._apply_after_step:
+                apply_lr(trainer)
+                self._apply_after_step = False
+            self._step += 1
+            self._last_batch = batch_idx
+            return
         if self.interval == "epoch":
             if self.monitor is None:
                 self._accumulate_epoch(outputs)
             return
+        if not self._pre_update:
+            self._window.append(batch_idx)
         stepped = self._steps_this_batch
         if not stepped:
             return  # within an accumulation window
@@ -851,8 +973,9 @@ class SpikeAdaptiveLR(Modifier):
         if not pending or not pending.get("slots"):
             return
         device = trainer.strategy.root_device
-        self._flags = torch.zeros((2, max(self._sync, len(pending["slots"]))), dtype=torch.float64, device=device)
-        self._flags[:, : len(pending["slots"])] = torch.tensor(pending["flags"], dtype=torch.float64)
+        self._flags = torch.zeros((3, max(self._sync, len(pending["slots"]))), dtype=torch.float64, device=device)
+        rows = torch.tensor(pending["flags"], dtype=torch.float64)  # two rows in checkpoints without suspects
+        self._flags[: len(rows), : len(pending["slots"])] = rows
         self._slots = list(pending["slots"])
 
 

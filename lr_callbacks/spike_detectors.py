@@ -3,7 +3,8 @@
 Each detector keeps its statistics either as Python floats (:meth:`SpikeDetector.check`, for values read on
 the host) or as 0-d float64 tensors on the value's device (:meth:`SpikeDetector.check_tensor`, which never
 reads a tensor back to the host). Both run the same IEEE operations in the same order, so they take the same
-decisions and keep bit-identical statistics.
+decisions and keep bit-identical statistics; :class:`TailDetector` takes logarithms, which torch and Python may
+round differently in the last bit, so its two paths agree to that rounding.
 """
 
 from __future__ import annotations
@@ -16,6 +17,11 @@ import torch
 from lr_callbacks._checks import check_number
 
 
+_log = math.log
+_KAPPA = 0.5
+_CAP = 1.5
+
+
 def _dtype(device: torch.device) -> torch.dtype:
     """float64 for exact statistics; MPS has no float64."""
     return torch.float32 if device.type == "mps" else torch.float64
@@ -24,8 +30,16 @@ def _dtype(device: torch.device) -> torch.dtype:
 class SpikeDetector:
     """Base of the detectors. ``check(x)`` returns whether ``x`` is a spike and updates the statistics.
 
-    A non-finite value is always a spike and never enters the statistics.
+    A non-finite value is always a spike and never enters the statistics. After a check that was not a spike,
+    :attr:`suspect` says whether the value still lay beyond what the detector counts as calm (a rise may be
+    starting): the caller should not take it as a good state to roll back to.
     """
+
+    suspect: bool = False
+
+    def suspect_tensor(self) -> torch.Tensor | None:
+        """:attr:`suspect` of the last :meth:`check_tensor`, as a 0-d bool tensor; ``None`` if never suspect."""
+        return None
 
     def check(self, x: float) -> bool:
         """Decide on ``x`` against the statistics so far, then update them (host floats)."""
@@ -246,3 +260,208 @@ class ZScoreDetector(SpikeDetector):
         self.mean = state.get("mean", self.mean)
         self.var = state.get("var", self.var)
         self.count = state.get("count", self.count)
+
+
+class TailDetector(SpikeDetector):
+    """Step-level rule that learns how far the task's own calm losses stray, on the log of the loss.
+
+    The statistics live on ``y = log(x)``: an EMA mean ``m`` (weight of the past ``ema``) and an EMA of the
+    absolute deviation ``s`` (a robust scale). A step's *excess* is ``d = y - m``: ``x`` is ``e^d`` times its
+    running level. The detector keeps the *record* ``R``, the largest excess of a calm step so far, and
+    measures each step against the bar ``b = max(z * s, R)``, which is the task's own natural tail (the
+    scale term covers the start, before any tail is seen). After ``warmup`` values, with ``r = d / b``::
+
+        spike  <=>  d > log(threshold)  and  (r > tail  or  C > persist  or  d > log(guard))
+
+    - ``r > tail``: a single step ``tail`` times further out than anything calm so far, in log terms. With a
+      record ratio ``e^R``, that is a loss above ``e^(tail * R)`` times the running level: 40x for a task whose
+      calm steps reached 4.4x, 1.3x for one whose steps stay within 10 %.
+    - ``C > persist``: a sustained rise (an LR that is briefly too high) whose steps each stay below that
+      bar. ``C`` is a CUSUM, ``C <- max(0, C + min(r, CAP) - KAPPA)``: each step above the record adds up to
+      ``CAP - KAPPA``, so it takes two or three steps in a row above the record, while a lone extreme adds one
+      step's worth and then drains.
+    - ``d > log(guard)``: a loss ``guard`` times its running level is a spike however heavy the learned tail.
+
+    A calm step (``r <= 1``) may raise the record; a step above it that is no spike is :attr:`suspect`. A step above the record that is not a spike (a lone natural
+    extreme) raises it too, once the CUSUM has drained back to 0 with no spike; an excursion that ends in a
+    spike teaches nothing, and neither does a spike. The mean and scale learn from ``min(d, b)``. A value
+    ``<= 0`` has no logarithm: it is neither a spike nor learned (use :class:`ZScoreDetector` for losses that
+    can be negative); a non-finite value is always a spike. ``n`` counts the positive finite values; the first
+    ``warmup`` of them feed the mean and scale but neither the record nor a decision.
+
+    Args:
+        tail: How many times the bar a single step's excess must reach, ``> 1``.
+        z: Floor of the bar in units of the scale ``s``, ``> 0``.
+        persist: CUSUM level of a sustained rise, ``> 0``.
+        guard: Ratio to the running level that is always a spike, ``> threshold``.
+        threshold: Minimum ratio to the running level, ``>= 1``.
+        ema: Weight of the past in the mean and scale, in ``(0, 1)``.
+        warmup: Positive finite values seen before the first decision, ``>= 1``.
+
+    Raises:
+        ValueError: For a number out of its range; the message names the argument.
+
+    Example:
+        >>> import math
+        >>> d = TailDetector()
+        >>> any(d.check(1.0 + 0.1 * math.sin(i)) for i in range(80))  # calm: within 10 % of 1
+        False
+        >>> [d.check(x) for x in (50.0, 1.0, 1.25, 1.0, 1.5, 1.5, 1.0)]  # a lone 50x; a lone 1.25x; 1.5x twice
+        [True, False, False, False, False, True, False]
+        >>> round(math.exp(d.record), 3)  # the calm 1.25x became the record
+        1.238
+    """
+
+    KAPPA = _KAPPA  # CUSUM allowance, in units of the bar
+    CAP = _CAP  # the most one step's r counts for in the CUSUM
+
+    def __init__(
+        self,
+        tail: float = 2.5,
+        z: float = 3.0,
+        persist: float = 1.5,
+        guard: float = 1e4,
+        threshold: float = 1.1,
+        ema: float = 0.95,
+        warmup: int = 50,
+    ) -> None:
+        self.tail = check_number("tail", tail, gt=1)
+        self.z = check_number("z", z, gt=0)
+        self.persist = check_number("persist", persist, gt=0)
+        self.threshold = check_number("threshold", threshold, ge=1)
+        self.guard = check_number("guard", guard, gt=self.threshold)
+        self.ema = check_number("ema", ema, gt=0, lt=1)
+        self.warmup = check_number("warmup", warmup, ge=1, integer=True)
+        self._a = 1.0 - self.ema
+        self._keep = 1.0 - self._a
+        self._log_threshold = math.log(self.threshold)
+        self._log_guard = math.log(self.guard)
+        # Read in one go by the host check, which runs every step.
+        self._constants = (self.z, self.tail, self.persist, self._log_threshold, self._log_guard)
+        self.mean = 0.0
+        self.scale = 0.0
+        self.record = 0.0
+        self.pending = 0.0
+        self.cusum = 0.0
+        self.count = 0
+        self.suspect = False
+        self._t: dict[str, torch.Tensor] | None = None
+
+    def check(self, x: float) -> bool:
+        if self._t is not None:
+            self._sync_from_tensors()
+        if not 0.0 < x < math.inf:
+            self.suspect = False
+            return x != x or x == math.inf or x == -math.inf  # NaN and infinities are spikes; the rest is <= 0
+        n = self.count
+        self.count = n + 1
+        if n == 0:
+            self.mean = _log(x)
+            self.suspect = False
+            return False
+        m = self.mean
+        s = self.scale
+        d = _log(x) - m
+        spike = suspect = False
+        # Below the level with nothing pending, a step is calm and moves no decision state: on to the update.
+        if n >= self.warmup and (d > 0.0 or self.cusum != 0.0 or self.pending != 0.0):
+            z, tail, persist, log_threshold, log_guard = self._constants
+            bar = z * s
+            record = self.record
+            if record > bar:
+                bar = record
+            r = d / bar if bar > 0.0 else (math.inf if d > 0.0 else 0.0)
+            cusum = self.cusum + (r if r < _CAP else _CAP) - _KAPPA
+            if cusum < 0.0:
+                cusum = 0.0
+            if d > log_threshold and (r > tail or cusum > persist or d > log_guard):
+                spike = True
+                self.cusum = self.pending = 0.0
+            else:
+                self.cusum = cusum
+                if r > 1.0:
+                    suspect = True
+                    if d > self.pending:
+                        self.pending = d
+                else:
+                    if d > record:
+                        self.record = record = d
+                    if cusum == 0.0:
+                        pending = self.pending
+                        if pending > 0.0:
+                            if pending > record:
+                                self.record = pending
+                            self.pending = 0.0
+            if d > bar:
+                d = bar
+        a = self._a
+        self.mean = m + a * d
+        self.scale = self._keep * s + a * (d if d > 0.0 else -d)
+        self.suspect = suspect
+        return spike
+
+    def check_tensor(self, x: torch.Tensor) -> torch.Tensor:
+        t = self._tensors(x.device)
+        x = x.to(t["m"].dtype)
+        m, s, n, record, pending, cusum = t["m"], t["s"], t["n"], t["record"], t["pending"], t["cusum"]
+        finite = torch.isfinite(x)
+        learn = finite & (x > 0)
+        y = torch.log(torch.where(learn, x, torch.ones_like(x)))
+        first = n == 0
+        decide = learn & ~first & (n >= self.warmup)
+        d = y - m
+        bar = torch.maximum(self.z * s, record)
+        positive = bar > 0
+        r = torch.where(positive, d / torch.where(positive, bar, torch.ones_like(bar)), torch.where(d > 0, math.inf, 0.0))
+        grown = torch.clamp_min(cusum + torch.clamp_max(r, self.CAP) - self.KAPPA, 0.0)
+        rule = (r > self.tail) | (grown > self.persist) | (d > self._log_guard)
+        spike = ~finite | (decide & (d > self._log_threshold) & rule)
+        calm = decide & ~spike
+        below = calm & (r <= 1)
+        release = below & (grown == 0) & (pending > 0)
+        raised = torch.where(below, torch.maximum(record, d), record)
+        record.copy_(torch.where(release, torch.maximum(raised, pending), raised))
+        pending.copy_(
+            torch.where(decide & spike, 0.0, torch.where(release, 0.0, torch.where(calm & (r > 1), torch.maximum(pending, d), pending)))
+        )
+        cusum.copy_(torch.where(decide & spike, 0.0, torch.where(calm, grown, cusum)))
+        t["suspect"].copy_(calm & (r > 1))
+        dc = torch.where(decide, torch.minimum(d, bar), d)
+        a = self._a
+        new_m = torch.where(first, y, m + a * dc)
+        new_s = torch.where(first, s, self._keep * s + a * torch.abs(dc))
+        m.copy_(torch.where(learn, new_m, m))
+        s.copy_(torch.where(learn, new_s, s))
+        n.add_(learn.to(n.dtype))
+        return spike
+
+    def _tensors(self, device: torch.device) -> dict[str, torch.Tensor]:
+        if self._t is None or self._t["m"].device != device:
+            dtype = _dtype(device)
+            state = {"m": self.mean, "s": self.scale, "record": self.record, "pending": self.pending, "cusum": self.cusum}
+            self._t = {k: torch.full((), v, dtype=dtype, device=device) for k, v in state.items()}
+            self._t["n"] = torch.full((), self.count, dtype=torch.int64, device=device)
+            self._t["suspect"] = torch.full((), self.suspect, dtype=torch.bool, device=device)
+        return self._t
+
+    def suspect_tensor(self) -> torch.Tensor | None:
+        return None if self._t is None else self._t["suspect"]
+
+    def _sync_from_tensors(self) -> None:
+        if self._t is not None:
+            t, self._t = self._t, None
+            self.mean, self.scale, self.count = float(t["m"]), float(t["s"]), int(t["n"])
+            self.record, self.pending, self.cusum = float(t["record"]), float(t["pending"]), float(t["cusum"])
+            self.suspect = bool(t["suspect"])
+
+    def state_dict(self) -> dict[str, Any]:
+        self._sync_from_tensors()
+        return {
+            "mean": self.mean, "scale": self.scale, "record": self.record, "pending": self.pending,
+            "cusum": self.cusum, "count": self.count, "suspect": self.suspect,
+        }  # fmt: skip
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._t = None
+        for key in ("mean", "scale", "record", "pending", "cusum", "count", "suspect"):
+            setattr(self, key, state.get(key, getattr(self, key)))

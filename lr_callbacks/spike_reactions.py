@@ -58,7 +58,7 @@ class TrainingState:
         self._flat: list[torch.Tensor] | None = None
         self._flat_for: list[torch.Tensor] | None = None
         self._live: list[torch.Tensor] | None = None
-        self._signature: tuple[tuple[int, int], ...] = ()
+        self._states: list[tuple[dict[Any, Any], int]] = []  # each optimizer's state dict and its size
         self._python_state = False
         self._scaler = True
 
@@ -68,6 +68,7 @@ class TrainingState:
         """Look the live tensors up again at the next capture (a new fit may hold new ones)."""
         self._live_model = None
         self._live = None
+        self._states = []
         self._flat_for = None
 
     def _model_tensors(self, trainer: pl.Trainer) -> list[torch.Tensor]:
@@ -157,14 +158,18 @@ class TrainingState:
         entries; otherwise its tensors are the ones torch optimizers update in place.
         """
         optimizers = trainer.optimizers
-        signature = tuple((id(opt.state), len(opt.state)) for opt in optimizers)
-        if self._live is not None and signature == self._signature:
-            return self._live
+        live = self._live
+        if live is not None and len(optimizers) == len(self._states):
+            for opt, (state, size) in zip(optimizers, self._states):
+                if opt.state is not state or len(state) != size:
+                    break
+            else:
+                return live
         out = list(self._model_tensors(trainer))
         for opt in optimizers:
             for p in _params(opt):
                 out.extend(v for _, v in sorted((opt.state.get(p) or {}).items()) if isinstance(v, torch.Tensor))
-        self._live, self._signature = out, signature
+        self._live, self._states = out, [(opt.state, len(opt.state)) for opt in optimizers]
         return out
 
     def copies(self) -> list[torch.Tensor]:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import copy
+import math
+import random
 import re
 
 import torch
 
 from experiments.benchmarks import spikes
 from experiments.benchmarks.spike_tasks import LinearRegression, SpikeTask, quiet, run_lightning_restart, run_ours
+from lr_callbacks.spike_detectors import TailDetector
 
 
 def _small_regression() -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
@@ -52,3 +56,29 @@ def test_cost_table_has_a_share_per_callback() -> None:
         row = re.search(re.escape(name) + r"\s+([0-9.]+)\s+([0-9.]+)\s+([0-9.]+)%\s+([0-9.]+)%", table)
         assert row is not None, table
         assert 0 < float(row.group(2)) < 10_000 and float(row.group(4)) <= float(row.group(3))
+
+
+def test_separation_reports_where_clean_and_injected_steps_lie_from_the_bar() -> None:
+    """On traces of one task: the clean run stays under the single-step bar, the injected batch is far above it, and an
+    LR-like rise (1.3x for three steps) stays under it while its CUSUM crosses the sustained-rise level."""
+    rng = random.Random(0)
+    clean = [math.exp(0.05 * rng.gauss(0, 1)) for _ in range(120)]
+    batch, lr = list(clean), list(clean)
+    batch[100] *= 1000.0
+    for k in (100, 101, 102):
+        lr[k] *= 1.3
+    traces = {("toy", "clean", 0): (clean, [], []), ("toy", "batch", 0): (batch, [], [100]), ("toy", "lr", 0): (lr, [], [100])}
+    rows = {m.group(1): float(m.group(2)) for m in re.finditer(r"toy\s+(\w[\w ]*?: \w+)\s+([0-9.]+)", spikes.separation(traces))}
+    default = TailDetector()
+    assert rows["clean: r"] < 1.5 and rows["clean: CUSUM"] < default.persist
+    assert rows["injected batch: r"] > 10 * default.tail
+    assert 1 < rows["LR injection: r"] < default.tail and rows["LR injection: CUSUM"] > default.persist
+    # The r the report computes is the one the detector decides on: one step beyond `tail` is a spike.
+    trained = TailDetector()
+    for x in clean:
+        trained.check(x)
+    level = math.exp(trained.mean)
+    for ratio in (1.2, 1.5, 2.0, 5.0, 100.0):
+        detector = copy.deepcopy(trained)
+        r = spikes._excess_ratio(detector, ratio * level)
+        assert detector.check(ratio * level) == (r > default.tail), ratio

@@ -180,7 +180,7 @@ LITERALS = [
     (lr_callbacks.LRFinder, "mode", lr_callbacks.LRFinder.MODES),
     (lr_callbacks.LRFinder, "suggestion", lr_callbacks.LRFinder.SUGGESTIONS),
     *[(getattr(lr_callbacks, n), "interval", LRContributor.INTERVALS) for n in PUBLIC_CALLBACKS
-      if n not in ("LRFinder", "SpikeAdaptiveLR")],
+      if n not in ("LRFinder",)],
 ]  # fmt: skip
 
 

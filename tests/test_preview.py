@@ -32,6 +32,7 @@ from lr_callbacks import (
     preview,
 )
 from lr_cases import CASE_IDS, CASES, Case, PerOptimizerLRs
+from spike_helpers import Scripted
 from tiny import LRRecorder, TinyRegression, loader, tiny_trainer
 from tiny_manual import D_LRS, G_LR, TinyGAN
 
@@ -178,16 +179,99 @@ def test_without_its_metric_a_plateau_is_held_flat_with_a_warning() -> None:
     assert len(foreseen.unforeseen) == 1
 
 
-def test_spike_adaptive_and_the_finder_are_not_foreseen_and_say_so() -> None:
-    """SpikeAdaptiveLR has no trainer-free check to replay yet; the finder's suggestion is unknown before fit."""
+class LossRecorder(Callback):
+    """The values SpikeAdaptiveLR's checks read: each epoch's mean training-step loss, and each step's loss."""
+
+    def __init__(self) -> None:
+        self.epochs: list[float] = []
+        self.steps: list[float] = []
+        self._sum, self._count = 0.0, 0
+
+    def on_before_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor) -> None:
+        self.steps.append(loss.item())
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, *args: Any) -> None:
+        self._sum += float(outputs["loss"])
+        self._count += 1
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.epochs.append(self._sum / self._count)
+        self._sum, self._count = 0.0, 0
+
+
+def _spike_run(callbacks: list[Callback], script: list[float], per_step: bool) -> tuple[LRRecorder, LossRecorder]:
+    """A real fit of a training loss multiplied by ``script`` (per epoch or per step), with its LRs and losses."""
+    torch.manual_seed(0)
+    lrs, losses = LRRecorder(), LossRecorder()
+    epochs = len(script) // BATCHES if per_step else len(script)
+    trainer = tiny_trainer([*callbacks, losses, lrs], max_epochs=epochs)
+    trainer.fit(Scripted(script, mode="scale", per_step=per_step, base_lrs=BASES), loader(n=8 * BATCHES))
+    return lrs, losses
+
+
+def _seed_rule_composition() -> list[Callback]:
+    return [Warmup(duration=5, start_factor=0.1), SpikeAdaptiveLR(recovery_patience=2), CosineAnnealing(T_max=6)]
+
+
+def test_spike_adaptive_with_the_runs_own_epoch_losses_is_the_run() -> None:
+    """The seed's epoch rule (with recovery), under warmup and cosine: the preview fed the per-epoch mean losses the
+    run produced steps with the run's LRs."""
+    recorder, losses = _spike_run(_seed_rule_composition(), [1.0, 3.0, 1.0, 1.0, 4.0, 1.0], per_step=False)
+    foreseen = preview(_seed_rule_composition(), epochs=6, steps_per_epoch=BATCHES, base_lrs=BASES,
+                       metrics={"loss": losses.epochs})  # fmt: skip
+    assert [row[0] for row in foreseen.lrs] == recorder.lrs
+    assert foreseen.unforeseen == []
+    # The spike scale moved the LR: the comparison is not of warmup and cosine alone.
+    without = preview(_seed_rule_composition()[::2], epochs=6, steps_per_epoch=BATCHES, base_lrs=BASES)
+    assert foreseen.series() != without.series()
+
+
+def test_spike_adaptive_epoch_rule_with_rollback_holds_its_baseline_as_the_run_does() -> None:
+    """With rollback the seed rule keeps comparing with the last good epoch's loss: 1.0, then 2.0 and 2.1 are both
+    spikes against 1.0 (and 2.1 against 2.0 would not be)."""
+    torch.manual_seed(0)
+    lrs, losses = LRRecorder(), LossRecorder()
+    tiny_trainer([SpikeAdaptiveLR(rollback=True), losses, lrs], max_epochs=4).fit(
+        Scripted([1.0, 2.0, 2.1, 2.1], base_lrs=BASES), loader(n=8 * BATCHES)
+    )
+    foreseen = preview([SpikeAdaptiveLR(rollback=True)], epochs=4, steps_per_epoch=BATCHES, base_lrs=BASES,
+                       metrics=losses.epochs)  # fmt: skip
+    assert [row[0] for row in foreseen.lrs] == lrs.lrs
+    assert foreseen.series()[::BATCHES] == [0.1, 0.1, 0.05, 0.025]
+
+
+def test_spike_adaptive_at_step_level_with_the_runs_own_losses_is_the_run() -> None:
+    """The step default's detector with rollback and backoff: its decisions depend on the losses alone, so the
+    per-step losses the run saw give its LRs, though the rollbacks changed the weights they came from."""
+
+    def callbacks() -> list[Callback]:
+        return [SpikeAdaptiveLR(interval="step", reactions=("rollback", "backoff"), warmup=5, recovery_patience=4)]
+
+    script = [1e3 if step in (12, 30) else 1.0 for step in range(6 * BATCHES)]
+    recorder, losses = _spike_run(callbacks(), script, per_step=True)
+    foreseen = preview(callbacks(), epochs=6, steps_per_epoch=BATCHES, base_lrs=BASES, metrics=losses.steps)
+    assert [row[0] for row in foreseen.lrs] == recorder.lrs
+    assert {row[0][0] for row in foreseen.lrs} == {BASES[0], BASES[0] / 2}  # backed off, and recovered
+
+
+def test_the_finder_and_a_gradient_norm_watcher_are_not_foreseen_and_say_so() -> None:
+    """The finder's suggestion is unknown before fit; a spike detector that also reads gradient norms depends on
+    the weights. Both are held where they start."""
     with pytest.warns(UserWarning) as caught:
-        foreseen = preview([SpikeAdaptiveLR(), LRFinder(), StepDecay(1, 0.5)], epochs=3, steps_per_epoch=1, base_lrs=0.1,
-                           metrics=[1.0, 5.0, 9.0])  # fmt: skip
+        foreseen = preview([SpikeAdaptiveLR(interval="step", grad_norm=True), LRFinder(), StepDecay(1, 0.5)], epochs=3,
+                           steps_per_epoch=1, base_lrs=0.1, metrics=[1.0, 50.0, 90.0])  # fmt: skip
     messages = sorted(str(w.message) for w in caught)
     assert messages[0].startswith("LRFinder cannot be foreseen: at fit start it replaces the base LRs")
-    assert messages[1].startswith("SpikeAdaptiveLR(monitor=None) cannot be foreseen yet")
+    assert messages[1].startswith("SpikeAdaptiveLR(monitor=None) cannot be foreseen: it also watches the gradient norm")
     assert sorted(foreseen.unforeseen) == messages
     assert foreseen.series() == [0.1, 0.05, 0.025]  # the schedule alone
+
+
+def test_spike_adaptive_without_its_metric_is_held_flat_with_a_warning() -> None:
+    with pytest.warns(UserWarning, match=r"SpikeAdaptiveLR\(monitor='loss'\) cannot be foreseen without its metric: "
+                                         r"pass `metrics` with 3 value\(s\), one per epoch"):  # fmt: skip
+        foreseen = preview([SpikeAdaptiveLR()], epochs=3, steps_per_epoch=2, base_lrs=0.1)
+    assert foreseen.series() == [0.1] * 6
 
 
 def test_two_schedules_are_refused_as_the_trainer_refuses_them() -> None:

@@ -6,6 +6,8 @@ import copy
 import csv
 import math
 import os
+import re
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -358,6 +360,9 @@ def test_works_without_a_logger() -> None:
         ({"interval": "step", "z_threshold": 0.0}, "z_threshold"),
         ({"interval": "step", "warmup": 0}, "warmup"),
         ({"interval": "step", "ema": 0.0}, "ema"),
+        ({"tail": 2.0}, "tail"),  # applies to the tail detector only
+        ({"interval": "step", "detector": "zscore", "tail": 2.0}, "tail"),
+        ({"interval": "step", "tail": 1.0}, "tail"),
         ({"reactions": "restart"}, "reactions"),
         ({"reactions": ("skip",)}, "reactions"),  # skip acts on steps
         ({"reactions": "record"}, "reactions"),
@@ -389,3 +394,57 @@ def test_state_dict_round_trip() -> None:
     empty = SpikeAdaptiveLR()
     empty.load_state_dict({})
     assert empty.scales is None and empty.baseline is None
+
+
+# --- choices typed for LightningCLI ---------------------------------------------------------------------------
+
+
+def _literals(hint: Any) -> list[tuple[Any, ...]]:
+    """The value tuples of every ``Literal`` inside a type hint (unions and sequences opened)."""
+    if typing.get_origin(hint) is typing.Literal:
+        return [typing.get_args(hint)]
+    return [lit for arg in typing.get_args(hint) for lit in _literals(arg)]
+
+
+CHOICES = [
+    ("interval", SpikeAdaptiveLR.INTERVALS, "`interval` must be one of ['epoch', 'step'], got 'nope'."),
+    ("nan_policy", SpikeAdaptiveLR.NAN_POLICIES, "`nan_policy` must be one of ['spike', 'ignore', 'raise'], got 'nope'."),
+    ("detector", SpikeAdaptiveLR.DETECTORS, "`detector` must be one of ['ratio', 'zscore', 'tail'], got 'nope'."),
+    ("decay", tuple(SpikeAdaptiveLR.DECAYS), "`decay` must be one of ['halve', 'sqrt'] or a float in (0, 1), got 'nope'."),
+    ("reactions", SpikeAdaptiveLR.REACTIONS, "`reactions` must hold names from ['backoff', 'skip', 'rollback', 'record'], got 'nope'."),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("argument", "allowed", "message"), CHOICES, ids=[c[0] for c in CHOICES])
+def test_choice_hints_are_the_allowed_values_of_the_runtime_check(argument: str, allowed: tuple, message: str) -> None:
+    """Each choice is a ``Literal`` in the signature (reactions: one or a sequence of them), and the class constant the
+    runtime check uses is that ``Literal``'s values."""
+    hint = typing.get_type_hints(SpikeAdaptiveLR.__init__)[argument]
+    assert set(_literals(hint)) == {allowed}
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        SpikeAdaptiveLR(**{argument: "nope"})
+
+
+def test_lightning_cli_parses_the_choices_and_refuses_others_by_name() -> None:
+    from jsonargparse import ArgumentError, ArgumentParser
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(SpikeAdaptiveLR, "spike")
+    args = ["--spike.interval=step", "--spike.reactions=[skip,record]", "--spike.decay=0.3", "--spike.nan_policy=ignore",
+            "--spike.detector=tail", "--spike.tail=3"]  # fmt: skip
+    spike = parser.instantiate(parser.parse_args(args)).spike
+    assert (spike.interval, spike.reactions, spike.decay_factor, spike.nan_policy, spike.tail) == (
+        "step", ("skip", "record"), 0.3, "ignore", 3.0,
+    )  # fmt: skip
+    assert parser.parse_args(["--spike.reactions=rollback", "--spike.decay=sqrt"]).spike.reactions == "rollback"
+    for key, value in [("detector", "mad"), ("reactions", "[skip,restart]"), ("decay", "cube"), ("nan_policy", "zero")]:
+        with pytest.raises(ArgumentError, match=f'Parser key "spike.{key}"'):
+            parser.parse_args([f"--spike.{key}={value}"])
+
+
+def test_each_step_detector_has_its_own_defaults() -> None:
+    tail = SpikeAdaptiveLR(interval="step")
+    zscore = SpikeAdaptiveLR(interval="step", detector="zscore")
+    assert (tail.detector.tail, tail.detector.z, tail.detector.ema, tail.detector.warmup) == (2.5, 3.0, 0.95, 50)
+    assert (zscore.detector.z, zscore.detector.ema, zscore.detector.warmup, zscore.tail) == (6.0, 0.95, 50, None)
+    assert SpikeAdaptiveLR(interval="step", tail=4.0, z_threshold=2.0).detector.tail == 4.0

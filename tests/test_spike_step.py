@@ -17,7 +17,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from torch import nn
 
 from lr_callbacks import SpikeAdaptiveLR
-from lr_callbacks.spike_detectors import RatioDetector, ZScoreDetector
+from lr_callbacks.spike_detectors import RatioDetector, TailDetector, ZScoreDetector
 from spike_helpers import Scripted, StepProbe, identical
 from tiny import TinyRegression, loader, tiny_trainer
 
@@ -102,6 +102,108 @@ def test_zscore_accepts_a_lasting_level_change_but_not_a_lone_spike() -> None:
     assert flags[0] == 100 and len(flags) < 30 and flags == list(range(100, 100 + len(flags)))
 
 
+def tail_reference(values: list[float], tail: float = 2.5, z: float = 3.0, persist: float = 1.5, guard: float = 1e4,
+                   threshold: float = 1.1, ema: float = 0.95, warmup: int = 50) -> tuple[list[int], float]:  # fmt: skip
+    """The tail rule written out on its own, in log space: flags against the record of calm excesses so far, and
+    the record at the end."""
+    flags, level, spread, record, held, cusum, seen = [], None, 0.0, 0.0, 0.0, 0.0, 0
+    for i, x in enumerate(values):
+        if not math.isfinite(x):
+            flags.append(i)
+            continue
+        if x <= 0:
+            continue
+        y = math.log(x)
+        if level is None:
+            level, seen = y, 1
+            continue
+        excess = y - level
+        if seen >= warmup:
+            bar = max(z * spread, record)
+            ratio = excess / bar if bar > 0 else (math.inf if excess > 0 else 0.0)
+            grown = max(0.0, cusum + min(ratio, 1.5) - 0.5)
+            if excess > math.log(threshold) and (ratio > tail or grown > persist or excess > math.log(guard)):
+                flags.append(i)
+                cusum = held = 0.0
+            else:
+                cusum = grown
+                if ratio > 1:
+                    held = max(held, excess)
+                else:
+                    record = max(record, excess)
+                    if grown == 0:
+                        record, held = max(record, held), 0.0
+            excess = min(excess, bar)
+        level += (1 - ema) * excess
+        spread = ema * spread + (1 - ema) * abs(excess)
+        seen += 1
+    return flags, record
+
+
+def test_tail_detector_follows_the_written_out_rule() -> None:
+    values = noisy_losses()
+    for kwargs in ({}, {"tail": 2.0, "z": 2.0, "persist": 1.0, "warmup": 20}):
+        detector = TailDetector(**kwargs)
+        flags = [i for i, x in enumerate(values) if detector.check(x)]
+        want, record = tail_reference(values, **kwargs)
+        assert flags == want and detector.record == pytest.approx(record, rel=1e-12) and record > 0
+    detector = TailDetector()
+    assert [i for i, x in enumerate(values) if detector.check(x)] == [120, 121, 250, 300, 330]
+
+
+def calm_noise(n: int = 600, seed: int = 2) -> list[float]:
+    rng = random.Random(seed)
+    return [math.exp(0.05 * rng.gauss(0, 1)) for _ in range(n)]
+
+
+def test_tail_detector_learns_the_tasks_own_tail() -> None:
+    """Calm extremes that grow step by step (1.2x ... 3.5x) raise the bar with them and are never flagged; the same
+    3.5x after calm noise only is a spike; and after that history a 30x one still is."""
+    grown = calm_noise()
+    for at, ratio in zip((100, 200, 300, 400, 500), (1.2, 1.4, 1.8, 2.5, 3.5)):
+        grown[at] *= ratio
+    learned = TailDetector()
+    assert [i for i, x in enumerate(grown) if learned.check(x)] == []
+    assert math.exp(learned.record) > 3
+    fresh = TailDetector()
+    assert [i for i, x in enumerate([*calm_noise(), 3.5]) if fresh.check(x)] == [600]
+    assert learned.check(30.0)
+
+
+def test_tail_detector_flags_a_sustained_rise_that_no_single_step_would() -> None:
+    detector = TailDetector()
+    for x in calm_noise():
+        detector.check(x)
+    level = math.exp(detector.mean)
+    assert not detector.check(1.3 * level) and detector.suspect  # above the record: suspect, not a spike
+    assert detector.check(1.3 * level)  # twice in a row: a rise
+    for x in calm_noise(40, seed=3):
+        assert not detector.check(x)
+    assert not detector.check(1.3 * level) and detector.suspect  # alone again: only suspect
+    for x in calm_noise(40, seed=4):
+        assert not detector.check(x) and not detector.suspect
+
+
+def test_tail_detector_guard_flags_what_a_heavy_tail_would_hide() -> None:
+    """Calm extremes growing to 1000x the level make the bar ~e^17; a 20000x loss is still a spike, by the guard."""
+    values = calm_noise(1000)
+    for at, ratio in zip(range(100, 1000, 100), (1.2, 1.4, 1.8, 2.5, 3.5, 8.0, 30.0, 200.0, 1000.0)):
+        values[at] *= ratio
+    guarded, unguarded = TailDetector(), TailDetector(guard=1e9)
+    assert [i for i, x in enumerate(values) if guarded.check(x)] == [] == [i for i, x in enumerate(values) if unguarded.check(x)]
+    assert guarded.check(2e4) and not unguarded.check(2e4)
+
+
+def test_tail_detector_on_values_without_a_logarithm() -> None:
+    detector = TailDetector(warmup=5)
+    for x in calm_noise(20):
+        detector.check(x)
+    state = detector.state_dict()
+    assert [detector.check(x) for x in (0.0, -3.0)] == [False, False] and detector.state_dict() == state
+    assert [detector.check(x) for x in (math.nan, math.inf, -math.inf)] == [True, True, True]
+    assert detector.state_dict() == state  # none of them was learned
+
+
 def test_ratio_detector_is_the_seed_rule_with_hold() -> None:
     detector = RatioDetector(threshold=1.1)
     assert [detector.check(x) for x in (1.0, 1.2, 1.25, 0.0, 5.0, -1.0, 2.0)] == [False, True, False, False, False, False, False]
@@ -110,21 +212,34 @@ def test_ratio_detector_is_the_seed_rule_with_hold() -> None:
     assert detector.baseline == 2.0
 
 
-@pytest.mark.parametrize("kind", ["zscore", "ratio", "ratio-ema"])
+@pytest.mark.parametrize("kind", ["zscore", "ratio", "ratio-ema", "tail"])
 def test_device_statistics_equal_host_statistics_bitwise(kind: str) -> None:
     def make() -> Any:
         if kind == "zscore":
             return ZScoreDetector(z=3.0, threshold=1.1, ema=0.9, warmup=10)
+        if kind == "tail":
+            return TailDetector(warmup=10)
         return RatioDetector(threshold=1.1, ema=0.5 if kind == "ratio-ema" else 0.0)
 
     host, device = make(), make()
     losses = noisy_losses(seed=3)
     losses[5] *= 30  # inside the z-score warmup: not a decision yet
+    losses[380] = losses[381] = 1.5 * losses[379]  # a short rise: suspect, then a spike by persistence
+    losses[200], losses[201] = 0.0, -1.0  # no logarithm: neither spikes nor learned by the tail detector
     values = torch.tensor(losses, dtype=torch.float32)  # losses as a model returns them
-    host_flags = [host.check(x) for x in values.tolist()]
-    device_flags = [bool(device.check_tensor(x)) for x in values]
+    host_flags, device_flags, host_suspects, device_suspects = [], [], [], []
+    for x in values:
+        host_flags.append(host.check(float(x)))
+        host_suspects.append(host.suspect)
+        device_flags.append(bool(device.check_tensor(x)))
+        flag = device.suspect_tensor()
+        device_suspects.append(False if flag is None else bool(flag))
     assert host_flags == device_flags and sum(host_flags) >= 3
-    assert host.state_dict() == device.state_dict()  # floats compared exactly
+    assert host_suspects == device_suspects and (kind != "tail" or host_flags[381] and host_suspects[380])
+    if kind == "tail":  # torch's and Python's log may differ in the last bit
+        assert device.state_dict() == pytest.approx(host.state_dict(), rel=1e-12, abs=1e-15)
+    else:
+        assert host.state_dict() == device.state_dict()  # floats compared exactly
 
 
 # --- skip ------------------------------------------------------------------------------------------------
@@ -156,23 +271,37 @@ def test_rollback_restores_the_copy_before_the_last_refresh(every: int, back_to:
     assert spike.steps_lost == lost and spike.events[0]["reactions"] == ["rollback"]
 
 
-def test_rollback_undoes_a_too_high_lr_step() -> None:
-    """A 1000x LR on step 14 breaks the weights; the loss of step 15 spikes; rollback goes back to before 14."""
+class LRShock(pl.Callback):
+    """A 1000x LR on the update of step ``SPIKE_AT - 1``."""
 
-    class LRShock(pl.Callback):
-        def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
-            for group in optimizer.param_groups:
-                group["lr"] = group["initial_lr"] * (1000.0 if trainer.global_step == SPIKE_AT - 1 else 1.0)
+    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
+        for group in optimizer.param_groups:
+            group["lr"] = group["initial_lr"] * (1000.0 if trainer.global_step == SPIKE_AT - 1 else 1.0)
 
-    spike = SpikeAdaptiveLR(interval="step", reactions="rollback", warmup=5, snapshot_every=1)
+
+PATHS = {"fast": {}, "host": {"nan_policy": "ignore"}, "device": {"sync_every": 4}}  # the ways a step is decided
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize(("detector", "flagged"), [("zscore", SPIKE_AT), ("tail", SPIKE_AT + 1)])
+def test_rollback_undoes_a_too_high_lr_step(detector: str, flagged: int, path: str) -> None:
+    """A 1000x LR on step 14 breaks the weights and the loss of step 15 jumps; rollback goes back to before 14.
+
+    On this toy, whose loss falls 40x in 15 steps, the tail detector's running level lags: step 15 lies above
+    its record without being a spike, and step 16 (as broken) is one. Step 15, a suspect, did not refresh the
+    rollback copy, so the rollback still lands before the shock: on the host's fast and full paths, and on the
+    device path (exercised on the CPU), which selects the copy without reading the decision back.
+    """
+    spike = SpikeAdaptiveLR(interval="step", reactions="rollback", warmup=5, snapshot_every=1, detector=detector, **PATHS[path])
     probe = StepProbe()
     torch.manual_seed(0)
     model = TinyRegression(base_lrs=(0.05,))
     tiny_trainer([LRShock(), spike, probe], max_epochs=12).fit(model, loader(n=16, batch_size=8))
-    assert spike.spikes[0] == SPIKE_AT
-    assert identical(probe.after[SPIKE_AT], probe.before[SPIKE_AT - 1])
+    assert spike._fast == (path == "fast") and spike._on_device == (path == "device")
+    assert spike.spikes == [flagged] and spike.steps_lost == flagged + 1 - (SPIKE_AT - 1)
+    assert identical(probe.after[flagged], probe.before[SPIKE_AT - 1])
     losses = model.step_losses
-    assert losses[SPIKE_AT] > 100 * losses[SPIKE_AT - 1] and losses[SPIKE_AT + 1] < 2 * losses[SPIKE_AT - 1]
+    assert losses[SPIKE_AT] > 100 * losses[SPIKE_AT - 1] and losses[flagged + 1] < 2 * losses[SPIKE_AT - 1]
 
 
 # --- backoff at step level -----------------------------------------------------------------------------------
@@ -212,15 +341,19 @@ def test_record_writes_lightning_skip_file(tmp_path: Path, reactions: str, accum
 
 
 def test_default_step_configuration(tmp_path: Path) -> None:
-    """What `SpikeAdaptiveLR(interval="step")` does out of the box: z-score after 50 steps, rollback, record."""
-    values = script(70, factor=1e5, n=90)  # the EMA still remembers the first steps' large losses
+    """What `SpikeAdaptiveLR(interval="step")` does out of the box: the tail detector after 50 steps, rollback,
+    record. 8 batches per epoch (a 2-batch toy's loss swings 5x from one batch to the other)."""
+    values = script(75, factor=1e5, n=96)
     spike = SpikeAdaptiveLR(interval="step")
-    probe, _, _ = run(spike, values, default_root_dir=str(tmp_path), max_epochs=45)
-    assert spike.spikes == [70]
-    # The copy is refreshed before every 10th calm step: step 70 spiked, so it goes back to before step 60.
-    assert identical(probe.after[70], probe.before[60]) and spike.steps_lost == 11
-    # Step 70 is epoch 35's batch 0; rollback adds the step before it (epoch 34's batch 1), as Lightning does.
-    assert json.loads((tmp_path / "skip_batches.json").read_text()) == [1, 0]
+    torch.manual_seed(0)
+    model = Scripted(values, mode="scale", per_step=True, base_lrs=(0.05,), momentum=0.9)
+    probe = StepProbe()
+    tiny_trainer([spike, probe], max_epochs=12, default_root_dir=str(tmp_path)).fit(model, loader(n=64, batch_size=8))
+    assert spike.spikes == [75]
+    # The copy is refreshed before every 20th calm step: step 75 spiked, so it goes back to before step 60.
+    assert identical(probe.after[75], probe.before[60]) and spike.steps_lost == 16
+    # Step 75 is epoch 9's batch 3; rollback adds the step before it (batch 2), as Lightning does.
+    assert json.loads((tmp_path / "skip_batches.json").read_text()) == [2, 3]
 
 
 # --- logging -----------------------------------------------------------------------------------------------
@@ -319,7 +452,8 @@ class ManualScripted(Scripted):
 
 
 def test_manual_optimization_reads_the_returned_loss_and_rolls_back() -> None:
-    spike = SpikeAdaptiveLR(interval="step", reactions=("rollback", "backoff"), warmup=5, snapshot_every=1)
+    # The z-score rule: the toy's steeply falling loss makes the tail detector's level lag (one step late).
+    spike = SpikeAdaptiveLR(interval="step", reactions=("rollback", "backoff"), warmup=5, snapshot_every=1, detector="zscore")
     probe = StepProbe()
     torch.manual_seed(0)
     model = ManualScripted(script(), mode="scale", per_step=True, base_lrs=(0.05,))
