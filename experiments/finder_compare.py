@@ -36,6 +36,7 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 
+from experiments.benchmarks.timing import BARE_TRAINER
 from experiments.finder_reference import OTHER_SEEDS, LossCache, Reference, grid_reference
 from experiments.finder_tasks import SEEDS, TASKS, FinderTask, initial_loss, timed
 from lr_callbacks import LRFinder
@@ -60,12 +61,7 @@ def _trainer(callbacks: list[Callback], root: str, max_steps: int) -> pl.Trainer
         callbacks=[*callbacks, _StopAtTrainStart()],
         default_root_dir=root,
         max_steps=max_steps,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
+        **BARE_TRAINER,
         num_sanity_val_steps=0,
         limit_val_batches=0,
     )

@@ -24,7 +24,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -405,17 +404,6 @@ def initial_loss(task: FinderTask, seed: int) -> float:
     module.eval()
     with torch.no_grad():
         return float(module.loss(task.tensors(seed)))
-
-
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """Tiny models run fastest (and least disturbed by other processes) on one intra-op thread."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def timed(fn: Callable[[], Any]) -> tuple[Any, float]:

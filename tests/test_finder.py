@@ -5,12 +5,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import lightning.pytorch as pl
 import pytest
 import torch
 from finder_helpers import Probe, TwoOptimizers, assert_identical, bn_regression, shuffled_loader
 from tiny import LRRecorder, TinyRegression, loader, regression_data, tiny_trainer
-from torch import nn
 from torch.utils.data import DataLoader
 
 from lr_callbacks import LRFinder, StepDecay

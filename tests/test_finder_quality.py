@@ -11,8 +11,9 @@ import torch
 from torch import nn
 
 from experiments import finder_compare as fc
+from experiments.benchmarks.timing import one_thread
 from experiments.finder_reference import GRID, OTHER_SEEDS, PER_DECADE, STOP_FACTOR, LossCache, cache_dir, grid_reference
-from experiments.finder_tasks import DEV, EVAL, SECOND_EVAL, SEEDS, TASKS, FinderTask, final_loss, one_thread
+from experiments.finder_tasks import DEV, EVAL, SECOND_EVAL, SEEDS, TASKS, FinderTask, final_loss
 from lr_callbacks.finder_curve import fastai_valley, smooth
 
 CHEAP = "logistic_momentum_b8"  # 150 steps of a 12-feature logistic regression

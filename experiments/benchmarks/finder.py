@@ -21,7 +21,8 @@ import warnings
 
 from experiments.finder_compare import compare, format_table
 from experiments.finder_reference import LossCache, cache_dir
-from experiments.finder_tasks import DEV, EVAL, one_thread
+from experiments.benchmarks.timing import one_thread
+from experiments.finder_tasks import DEV, EVAL
 
 
 def _quiet() -> None:

@@ -27,8 +27,8 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
-from torch import nn
 
+from experiments.benchmarks.timing import BARE_TRAINER, Batches, StepClock, TinyLinear, one_thread
 from lr_callbacks import (
     CosineAnnealing,
     CosineWarmRestarts,
@@ -44,54 +44,6 @@ from lr_callbacks import (
 
 BATCH_SIZE = 32
 EPOCHS = 8
-WARMUP_STEPS = 10  # per run, left out of the step-time median
-
-
-class _Tiny(pl.LightningModule):
-    def __init__(self, torch_scheduler: bool = False, log_loss: bool = False) -> None:
-        super().__init__()
-        self.layer = nn.Linear(8, 1)
-        self.torch_scheduler = torch_scheduler
-        self.log_loss = log_loss
-
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        x, y = batch
-        loss = nn.functional.mse_loss(self.layer(x), y)
-        if self.log_loss:
-            self.log("loss", loss, on_step=True, on_epoch=False)
-        return loss
-
-    def configure_optimizers(self) -> Any:
-        optimizer = torch.optim.SGD(self.parameters(), lr=0.01)
-        if not self.torch_scheduler:
-            return optimizer
-        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=50, gamma=0.9)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-
-class _Batches:
-    """Pre-made batches as one iterable (a plain list would read as a list of dataloaders)."""
-
-    def __init__(self, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
-        self.batches = batches
-
-    def __iter__(self) -> Any:
-        return iter(self.batches)
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-
-class _StepClock(Callback):
-    def __init__(self) -> None:
-        self.stamps: list[float] = []
-
-    def on_train_batch_start(self, *args: Any) -> None:
-        self.stamps.append(time.perf_counter())
-
-    def median_step(self) -> float:
-        stamps = self.stamps[WARMUP_STEPS:]
-        return statistics.median(b - a for a, b in zip(stamps, stamps[1:]))
 
 
 class HookTimer:
@@ -201,25 +153,19 @@ def _fit(name: str, steps: int, batches: list[tuple[torch.Tensor, torch.Tensor]]
     timers = {type(cb).__name__: HookTimer() for cb in callbacks} if ours else {}
     for callback in callbacks if ours else []:
         timers[type(callback).__name__].attach(callback)
-    clock = _StepClock()
+    clock = StepClock()
     trainer = pl.Trainer(
         max_epochs=EPOCHS,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
+        **BARE_TRAINER,
         callbacks=[clock, *callbacks],
     )
-    module = _Tiny(torch_scheduler=name.startswith("torch"), log_loss=name in LOGGING)
-    trainer.fit(module, _Batches(batches))
+    module = TinyLinear(torch_scheduler=name.startswith("torch"), log_loss=name in LOGGING)
+    trainer.fit(module, Batches(batches))
     return clock.median_step(), timers
 
 
 def measure(steps: int = 512, repeats: int = 9) -> dict[str, dict[str, float]]:
     """Median figures per configuration; configurations are interleaved within each repeat."""
-    torch.set_num_threads(1)  # a tiny model: more threads only add noise
     per_epoch = max(steps // EPOCHS, 1)
     n_steps = per_epoch * EPOCHS
     generator = torch.Generator().manual_seed(0)
@@ -228,14 +174,15 @@ def measure(steps: int = 512, repeats: int = 9) -> dict[str, dict[str, float]]:
     own_ns = HookTimer.own_cost_ns()
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in CONFIGS}
     names = list(CONFIGS)
-    for r in range(repeats):
-        for name in names[r % len(names) :] + names[: r % len(names)]:  # rotate the order each repeat
-            step, timers = _fit(name, n_steps, batches)
-            figures = {"step": step}
-            for cls, timer in timers.items():  # seconds per optimizer step, net of the timer's own cost
-                figures[cls] = max(timer.ns - timer.calls * own_ns, 0) / n_steps / 1e9
-            figures["hooks"] = sum(v for k, v in figures.items() if k != "step")
-            runs[name].append(figures)
+    with one_thread():
+        for r in range(repeats):
+            for name in names[r % len(names) :] + names[: r % len(names)]:  # rotate the order each repeat
+                step, timers = _fit(name, n_steps, batches)
+                figures = {"step": step}
+                for cls, timer in timers.items():  # seconds per optimizer step, net of the timer's own cost
+                    figures[cls] = max(timer.ns - timer.calls * own_ns, 0) / n_steps / 1e9
+                figures["hooks"] = sum(v for k, v in figures.items() if k != "step")
+                runs[name].append(figures)
     medians = {name: {key: statistics.median(f[key] for f in v) for key in v[0]} for name, v in runs.items()}
     return medians | {"_meta": {"steps": n_steps, "repeats": repeats, "timer_ns": own_ns}}
 

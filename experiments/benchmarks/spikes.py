@@ -42,7 +42,6 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback, SpikeDetection
-from torch import nn
 
 from experiments.benchmarks.schedules import HookTimer
 from experiments.benchmarks.spike_tasks import (
@@ -53,6 +52,7 @@ from experiments.benchmarks.spike_tasks import (
     run_lightning_restart,
     run_ours,
 )
+from experiments.benchmarks.timing import BARE_TRAINER, Batches, StepClock, TinyLinear, one_thread
 from lr_callbacks import LRContributor, SpikeAdaptiveLR
 from lr_callbacks.spike_detectors import SpikeDetector, TailDetector, ZScoreDetector
 
@@ -60,17 +60,6 @@ from lr_callbacks.spike_detectors import SpikeDetector, TailDetector, ZScoreDete
 DEV_SEEDS = tuple(range(10))
 #: Seeds of the reported tables (the first round's report seeds, 10-12, were seen while choosing and are not used).
 REPORT_SEEDS = (20, 21, 22)
-
-
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """Tiny models run fastest, and least disturbed by other processes, on one intra-op thread."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 # ----------------------------------------------------------------------------------------------- configurations
@@ -174,41 +163,6 @@ def _starts(task: SpikeTask, injection: str) -> list[int]:
 # ----------------------------------------------------------------------------------------------- the cost
 
 
-class _Tiny(pl.LightningModule):
-    def __init__(self) -> None:
-        super().__init__()
-        self.layer = nn.Linear(8, 1)
-
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        x, y = batch
-        return nn.functional.mse_loss(self.layer(x), y)
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.SGD(self.parameters(), lr=0.01)
-
-
-class _Batches:
-    def __init__(self, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
-        self.batches = batches
-
-    def __iter__(self) -> Any:
-        return iter(self.batches)
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-
-class _StepClock(Callback):
-    def __init__(self) -> None:
-        self.stamps: list[float] = []
-
-    def on_train_batch_start(self, *args: Any) -> None:
-        self.stamps.append(time.perf_counter())
-
-    def median_step(self, warmup: int = 10) -> float:
-        return statistics.median(b - a for a, b in zip(self.stamps[warmup:], self.stamps[warmup + 1 :]))
-
-
 def _cost_fit(make: Callable[[], Callback] | None, steps: int, own_ns: float, core_hooks: bool = False) -> tuple[float, float]:
     """(median step seconds, seconds per step inside the callback's hooks).
 
@@ -219,7 +173,7 @@ def _cost_fit(make: Callable[[], Callback] | None, steps: int, own_ns: float, co
     """
     torch.manual_seed(0)
     batches = [(torch.randn(32, 8), torch.randn(32, 1)) for _ in range(steps)]
-    clock = _StepClock()
+    clock = StepClock()
     callbacks: list[Callback] = [clock]
     timer = HookTimer()
     if make is not None:
@@ -230,16 +184,11 @@ def _cost_fit(make: Callable[[], Callback] | None, steps: int, own_ns: float, co
     with tempfile.TemporaryDirectory() as root, _timed_core_hook(core_hooks) as core:
         trainer = pl.Trainer(
             max_epochs=1,
-            accelerator="cpu",
-            devices=1,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
+            **BARE_TRAINER,
             default_root_dir=root,
             callbacks=callbacks,
         )
-        trainer.fit(_Tiny(), _Batches(batches))
+        trainer.fit(TinyLinear(), Batches(batches))
     if core_hooks:
         return clock.median_step(), core[0] / steps
     return clock.median_step(), max(timer.ns - timer.calls * own_ns, 0) / 1e9 / steps
