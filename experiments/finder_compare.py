@@ -204,12 +204,12 @@ def compare(
     rows = []
     for name in names:
         task = TASKS[name]
-        try:
+        try:  # the data is loaded by the finders even where the cache holds the grid's losses
             row = Row(name, grid_reference(task, cache))
+            per_seed = {seed: suggestions(task, seed, methods, **finder_kwargs) for seed in SEEDS}
         except FileNotFoundError as err:
             rows.append(Row(name, None, unavailable=str(err)))
             continue
-        per_seed = {seed: suggestions(task, seed, methods, **finder_kwargs) for seed in SEEDS}
         for method in methods:
             cell = Cell(
                 [per_seed[s][method][0] for s in SEEDS],

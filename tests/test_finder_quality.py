@@ -115,3 +115,16 @@ def test_the_readme_evaluation_figures() -> None:
     assert max(cell.ratio for cell in race.values()) == pytest.approx(1.849, abs=5e-3)
     assert sum(row.cells["race"].ratio < row.cells["lightning"].ratio for row in rows) == 11
     assert sum(row.cells["race"].ratio < row.cells["fastai_valley"].ratio for row in rows) == 9
+
+
+def test_a_task_without_its_data_gets_a_row_that_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    # With the grid's losses cached, only the finders load the data (California Housing offline).
+    monkeypatch.setattr(fc, "grid_reference", lambda task, cache: object())
+
+    def offline(*args: object, **kwargs: object) -> None:
+        raise FileNotFoundError("California Housing is not available offline")
+
+    monkeypatch.setattr(fc, "suggestions", offline)
+    (row,) = fc.compare([CHEAP], LossCache(None))
+    assert row.reference is None and row.unavailable == "California Housing is not available offline"
+    assert "not available offline" in fc.format_table([row], "offline")
