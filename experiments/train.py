@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from importlib.resources import files
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import hydra
@@ -90,6 +91,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     datamodule: pl.LightningDataModule = instantiate(cfg.data)
     optimizer = instantiate(cfg.optimizer) if cfg.get("optimizer") else None
     model: pl.LightningModule = instantiate(cfg.task, **({"optimizer": optimizer} if optimizer else {}))
+    _check_optimizer(optimizer, model, "optimizer")
     if hasattr(model, "recorder"):
         model.recorder.record_steps = bool(cfg.get("record_step_lrs", True))
 
@@ -109,7 +111,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         overrides: dict[str, Any] = {}
         callbacks_cfg = cfg.get("callbacks")
         if phase == "adapt":
-            model.set_phase("adapt", optimizer=instantiate(adapt.optimizer) if adapt.get("optimizer") else None)
+            adapt_optimizer = instantiate(adapt.optimizer) if adapt.get("optimizer") else None
+            _check_optimizer(adapt_optimizer, model, "adapt.optimizer")
+            model.set_phase("adapt", optimizer=adapt_optimizer)
             datamodule.set_phase("adapt", batch_size=adapt.batch_size)
             callbacks_cfg = adapt.get("callbacks")
             overrides["max_epochs"] = adapt.max_epochs
@@ -164,6 +168,17 @@ def _write_outputs(
     figures = outputs.history_figures(history)
     figures.update(getattr(model, "figures", dict)())
     outputs.save_figures(figures, out_dir / "figures", loggers, step)
+
+
+def _check_optimizer(factory: Callable[..., torch.optim.Optimizer] | None, model: pl.LightningModule, key: str) -> None:
+    """Build the optimizer once on the model's parameters, so that a value torch refuses (``optimizer.lr=-1``) is
+    reported before training, as its message alone, naming the config key. Optimizers allocate no state here."""
+    if factory is None:
+        return
+    try:
+        factory(model.parameters())
+    except (ValueError, TypeError) as err:
+        raise ConfigurationError(f"{key}: {err}") from err
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")

@@ -67,6 +67,21 @@ def test_lr_train_reports_a_configuration_lightning_refuses_as_its_message_alone
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
+        (["optimizer.lr=-1"], "optimizer: Invalid learning rate: -1.0"),
+        (["optimizer=adam", "optimizer.betas=[0.9,1.5]"], "optimizer: Invalid beta parameter at index 1: 1.5"),
+    ],
+)
+def test_lr_train_reports_a_value_torch_refuses_before_training(args: list[str], expected: str, tmp_path: Path) -> None:
+    proc = run_script("lr-train", ["experiment=xor_adam", *args, "logger=[]", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
+    assert proc.returncode == 1
+    assert expected in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and 'File "' not in proc.stderr, proc.stderr
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
         (["profile.housing.epoch=3"], "Key 'epoch' not in 'HousingParams'"),
         (["profile=fast"], "Could not find 'profile/fast'"),
         (["n_jobs=abc"], "Value 'abc' of type 'str' could not be converted to Integer"),
