@@ -179,6 +179,7 @@ LITERALS = [
     (lr_callbacks.ReduceOnPlateau, "threshold_mode", lr_callbacks.ReduceOnPlateau.THRESHOLD_MODES),
     (lr_callbacks.LRFinder, "mode", lr_callbacks.LRFinder.MODES),
     (lr_callbacks.LRFinder, "suggestion", lr_callbacks.LRFinder.SUGGESTIONS),
+    (lr_callbacks.SpikeAdaptiveLR, "nan_policy", lr_callbacks.SpikeAdaptiveLR.NAN_POLICIES),
     *[(getattr(lr_callbacks, n), "interval", LRContributor.INTERVALS) for n in PUBLIC_CALLBACKS
       if n not in ("LRFinder",)],
 ]  # fmt: skip
@@ -191,6 +192,33 @@ def test_literal_hints_are_the_allowed_values_of_the_runtime_check(cls: type, ar
     required = {k: v for k, v in CLI_CASES[cls.__name__].init_args.items() if k != argument}
     with pytest.raises(ValueError, match=rf"^`{argument}` must be one of {re.escape(str(list(allowed)))}, got 'nope'\.$"):
         cls(**required, **{argument: "nope"})
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--cb.detector=tail"], {"detector": "tail"}),
+        (["--cb.detector=null"], {"detector": None}),
+        (["--cb.decay=sqrt"], {"decay": "sqrt"}),
+        (["--cb.decay=0.7"], {"decay": 0.7}),
+        (["--cb.reactions=skip"], {"reactions": "skip"}),
+        (["--cb.reactions=[skip, backoff]"], {"reactions": ["skip", "backoff"]}),
+    ],
+)
+def test_spike_choices_in_unions_parse(args: list[str], expected: dict[str, Any]) -> None:
+    """SpikeAdaptiveLR's choices inside unions (optional detector, a decay name or a float, one reaction or a list)."""
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(lr_callbacks.SpikeAdaptiveLR, "cb")
+    parsed = parser.parse_args(args).cb
+    assert {key: parsed[key] for key in expected} == expected
+
+
+@pytest.mark.parametrize("args", [["--cb.detector=tial"], ["--cb.decay=halv"], ["--cb.reactions=[skip, rolback]"]])
+def test_spike_choices_in_unions_refuse_a_misspelling(args: list[str]) -> None:
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(lr_callbacks.SpikeAdaptiveLR, "cb")
+    with pytest.raises(Exception, match="Literal"):
+        parser.parse_args(args)
 
 
 def _yaml_config(path: Path, name: str, init_args: dict[str, Any]) -> list[str]:
