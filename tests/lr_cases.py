@@ -15,6 +15,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
+from tiny import loader, tiny_trainer
 from torch.optim import lr_scheduler as torch_sched
 
 from lr_callbacks import (
@@ -150,6 +151,16 @@ class PerOptimizerLRs(Callback):
         idx = next(i for i, o in enumerate(trainer.optimizers) if o is optimizer)
         self.lrs.setdefault(idx, []).append([g["lr"] for g in optimizer.param_groups])
         self.lr_types.update(type(g["lr"]) for g in optimizer.param_groups)
+
+
+def fit_per_optimizer(module: pl.LightningModule, callbacks: list, epochs: int, batches: int, **kwargs: Any) -> tuple[PerOptimizerLRs, pl.Trainer]:
+    """Fit ``module`` for ``epochs`` epochs of ``batches`` batches of 8 (seed 0) with ``callbacks``; return the
+    LRs every optimizer stepped with, and the trainer."""
+    torch.manual_seed(0)
+    recorder = PerOptimizerLRs()
+    trainer = tiny_trainer([*callbacks, recorder], **{"max_epochs": epochs, **kwargs})
+    trainer.fit(module, loader(n=8 * batches))
+    return recorder, trainer
 
 
 def assert_lrs_close(got: Sequence[Sequence[float]], want: Sequence[Sequence[float]], rel: float = 1e-12) -> None:

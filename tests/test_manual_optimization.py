@@ -15,8 +15,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import Logger
 
 from lr_callbacks import CosineAnnealing, SpikeAdaptiveLR, StepDecay, Warmup
-from lr_cases import CASE_IDS, CASES, Case, PerOptimizerLRs, assert_lrs_close
-from tiny import loader, tiny_trainer
+from lr_cases import CASE_IDS, CASES, Case, PerOptimizerLRs, assert_lrs_close, fit_per_optimizer
 from tiny_manual import D_LRS, G_LR, ManualRegression, TinyGAN
 
 BATCHES, EPOCHS = 5, 3
@@ -45,11 +44,7 @@ class MemoryLogger(Logger):
 
 
 def _fit(module: Any, callbacks: list, **kwargs: Any) -> tuple[PerOptimizerLRs, Any]:
-    torch.manual_seed(0)
-    recorder = PerOptimizerLRs()
-    trainer = tiny_trainer([*callbacks, recorder], **{"max_epochs": EPOCHS, **kwargs})
-    trainer.fit(module, loader(n=8 * BATCHES))
-    return recorder, trainer
+    return fit_per_optimizer(module, callbacks, EPOCHS, BATCHES, **kwargs)
 
 
 @pytest.mark.parametrize("interval", ["epoch", "step"])

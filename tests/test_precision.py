@@ -17,8 +17,8 @@ from torch import nn
 from torch.optim import lr_scheduler as torch_sched
 
 from lr_callbacks import CosineAnnealing, ReduceOnPlateau, SignAlternation, SpikeAdaptiveLR, StepDecay, Warmup
-from lr_cases import CASE_IDS, CASES, Case, PerOptimizerLRs, assert_lrs_close
-from tiny import TinyRegression, loader, tiny_trainer
+from lr_cases import CASE_IDS, CASES, Case, PerOptimizerLRs, assert_lrs_close, fit_per_optimizer
+from tiny import TinyRegression
 from tiny_manual import D_LRS, G_LR, TinyGAN
 
 BASE_LRS = (0.1, 0.03)
@@ -26,11 +26,7 @@ BATCHES, EPOCHS = 5, 3
 
 
 def _fit(module: Any, callbacks: list, **kwargs: Any) -> tuple[PerOptimizerLRs, Any]:
-    torch.manual_seed(0)
-    recorder = PerOptimizerLRs()
-    trainer = tiny_trainer([*callbacks, recorder], **{"max_epochs": EPOCHS, **kwargs})
-    trainer.fit(module, loader(n=8 * BATCHES))
-    return recorder, trainer
+    return fit_per_optimizer(module, callbacks, EPOCHS, BATCHES, **kwargs)
 
 
 @pytest.mark.parametrize("interval", ["epoch", "step"])
