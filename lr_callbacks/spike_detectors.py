@@ -49,11 +49,37 @@ class SpikeDetector:
         """The same as :meth:`check` on a 0-d tensor, with no host read: returns a 0-d bool tensor."""
         raise NotImplementedError
 
+    _STATE: tuple[tuple[str, str, torch.dtype | None], ...] = ()
+    """The statistics, as (attribute on the host path, key in the device path's tensors, dtype); ``None`` is the
+    device's float dtype. The four methods below keep the two paths in step from it."""
+    _t: dict[str, torch.Tensor] | None = None
+
+    def _tensors(self, device: torch.device) -> dict[str, torch.Tensor]:
+        """The statistics as 0-d tensors on ``device``, made from the host values on first use there."""
+        if self._t is None or next(iter(self._t.values())).device != device:
+            floats = _dtype(device)
+            # torch.full fills on the device; torch.tensor(value, device=...) would copy from the host.
+            self._t = {
+                key: torch.full((), getattr(self, name), dtype=dtype or floats, device=device)
+                for name, key, dtype in self._STATE
+            }
+        return self._t
+
+    def _sync_from_tensors(self) -> None:
+        """Bring device statistics back to host values (one read; at checkpoints or a switch of path)."""
+        if self._t is not None:
+            t, self._t = self._t, None
+            for name, key, _ in self._STATE:
+                setattr(self, name, t[key].item())
+
     def state_dict(self) -> dict[str, Any]:
-        raise NotImplementedError
+        self._sync_from_tensors()
+        return {name: getattr(self, name) for name, _, _ in self._STATE}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        raise NotImplementedError
+        self._t = None
+        for name, _, _ in self._STATE:
+            setattr(self, name, state.get(name, getattr(self, name)))
 
 
 class RatioDetector(SpikeDetector):
@@ -181,6 +207,8 @@ class ZScoreDetector(SpikeDetector):
         [False, False, False, False, False, False, True, False]
     """
 
+    _STATE = (("mean", "m", None), ("var", "v", None), ("count", "n", torch.int64))
+
     def __init__(self, z: float = 6.0, threshold: float = 1.1, ema: float = 0.95, warmup: int = 50) -> None:
         self.z = check_number("z", z, gt=0)
         self.threshold = check_number("threshold", threshold, ge=1)
@@ -237,29 +265,6 @@ class ZScoreDetector(SpikeDetector):
         n.add_(finite.to(n.dtype))
         return spike
 
-    def _tensors(self, device: torch.device) -> dict[str, torch.Tensor]:
-        if self._t is None or self._t["m"].device != device:
-            dtype = _dtype(device)
-            m = torch.full((), self.mean, dtype=dtype, device=device)
-            v = torch.full((), self.var, dtype=dtype, device=device)
-            n = torch.full((), self.count, dtype=torch.int64, device=device)
-            self._t = {"m": m, "v": v, "n": n}
-        return self._t
-
-    def _sync_from_tensors(self) -> None:
-        if self._t is not None:
-            self.mean, self.var, self.count = float(self._t["m"]), float(self._t["v"]), int(self._t["n"])
-            self._t = None
-
-    def state_dict(self) -> dict[str, Any]:
-        self._sync_from_tensors()
-        return {"mean": self.mean, "var": self.var, "count": self.count}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._t = None
-        self.mean = state.get("mean", self.mean)
-        self.var = state.get("var", self.var)
-        self.count = state.get("count", self.count)
 
 
 class TailDetector(SpikeDetector):
@@ -312,6 +317,10 @@ class TailDetector(SpikeDetector):
         1.238
     """
 
+    _STATE = (
+        ("mean", "m", None), ("scale", "s", None), ("record", "record", None), ("pending", "pending", None),
+        ("cusum", "cusum", None), ("count", "n", torch.int64), ("suspect", "suspect", torch.bool),
+    )  # fmt: skip
     KAPPA = _KAPPA  # CUSUM allowance, in units of the bar
     CAP = _CAP  # the most one step's r counts for in the CUSUM
 
@@ -435,33 +444,5 @@ class TailDetector(SpikeDetector):
         n.add_(learn.to(n.dtype))
         return spike
 
-    def _tensors(self, device: torch.device) -> dict[str, torch.Tensor]:
-        if self._t is None or self._t["m"].device != device:
-            dtype = _dtype(device)
-            state = {"m": self.mean, "s": self.scale, "record": self.record, "pending": self.pending, "cusum": self.cusum}
-            self._t = {k: torch.full((), v, dtype=dtype, device=device) for k, v in state.items()}
-            self._t["n"] = torch.full((), self.count, dtype=torch.int64, device=device)
-            self._t["suspect"] = torch.full((), self.suspect, dtype=torch.bool, device=device)
-        return self._t
-
     def suspect_tensor(self) -> torch.Tensor | None:
         return None if self._t is None else self._t["suspect"]
-
-    def _sync_from_tensors(self) -> None:
-        if self._t is not None:
-            t, self._t = self._t, None
-            self.mean, self.scale, self.count = float(t["m"]), float(t["s"]), int(t["n"])
-            self.record, self.pending, self.cusum = float(t["record"]), float(t["pending"]), float(t["cusum"])
-            self.suspect = bool(t["suspect"])
-
-    def state_dict(self) -> dict[str, Any]:
-        self._sync_from_tensors()
-        return {
-            "mean": self.mean, "scale": self.scale, "record": self.record, "pending": self.pending,
-            "cusum": self.cusum, "count": self.count, "suspect": self.suspect,
-        }  # fmt: skip
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._t = None
-        for key in ("mean", "scale", "record", "pending", "cusum", "count", "suspect"):
-            setattr(self, key, state.get(key, getattr(self, key)))
