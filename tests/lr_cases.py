@@ -67,24 +67,31 @@ class Case:
         if self.factor is not None:
             return [[b * self.factor(t) for b in bases] for t in times]
         assert self.torch is not None
-        params = [torch.nn.Parameter(torch.zeros(1)) for _ in bases]
-        optimizer = torch.optim.SGD([{"params": [p], "lr": lr} for p, lr in zip(params, bases)])
-        total = int(max(times)) + 1
-        out, t_now = [], 0.0
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "lr_scheduler.step() before optimizer.step()"
-            scheduler = self.torch(optimizer, list(bases), total)
-            for t in times:
-                if isinstance(scheduler, torch_sched.CosineAnnealingWarmRestarts):
-                    if t != t_now:
-                        scheduler.step(t)
-                        t_now = t
-                else:
-                    while t_now < t:
-                        scheduler.step()
-                        t_now += 1
-                out.append([g["lr"] for g in optimizer.param_groups])
-        return out
+        make, total = self.torch, int(max(times)) + 1
+        return torch_lrs(lambda optimizer: make(optimizer, list(bases), total), bases, times)
+
+
+def torch_lrs(make: Callable[[torch.optim.Optimizer], Any], bases: Sequence[float], times: Sequence[float]) -> list[list[float]]:
+    """The LR of each group (base LRs ``bases``) at each time in ``times`` from the torch scheduler ``make(optimizer)``:
+    chained ``step()`` once per whole unit of time, and ``CosineAnnealingWarmRestarts.step(t)`` for its fractional
+    epochs."""
+    params = [torch.nn.Parameter(torch.zeros(1)) for _ in bases]
+    optimizer = torch.optim.SGD([{"params": [p], "lr": lr} for p, lr in zip(params, bases)])
+    out, t_now = [], 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "lr_scheduler.step() before optimizer.step()"
+        scheduler = make(optimizer)
+        for t in times:
+            if isinstance(scheduler, torch_sched.CosineAnnealingWarmRestarts):
+                if t != t_now:
+                    scheduler.step(t)
+                    t_now = t
+            else:
+                while t_now < t:
+                    scheduler.step()
+                    t_now += 1
+            out.append([g["lr"] for g in optimizer.param_groups])
+    return out
 
 
 def _linear_warmup(o: torch.optim.Optimizer, bases: list[float], total: int) -> Any:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +20,7 @@ from lr_callbacks import (
     ReduceOnPlateau,
     StepDecay,
 )
+from lr_cases import torch_lrs
 from tiny import LRRecorder, TinyRegression, loader, tiny_trainer
 
 BASE_LRS = (0.1, 0.03)
@@ -31,22 +31,7 @@ REL = 1e-12
 
 def _reference(make: Callable[[torch.optim.Optimizer], Any], n_steps: int, t_of_step: Callable[[int], float]) -> list:
     """LRs of a torch scheduler at each optimizer step, stepped to each step's time ``t``."""
-    params = [torch.nn.Parameter(torch.zeros(1)) for _ in BASE_LRS]
-    optimizer = torch.optim.SGD([{"params": [p], "lr": lr} for p, lr in zip(params, BASE_LRS)])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        scheduler = make(optimizer)
-        lrs, t_now = [], 0.0
-        for k in range(n_steps):
-            t = t_of_step(k)
-            if isinstance(scheduler, torch_sched.CosineAnnealingWarmRestarts):
-                scheduler.step(t)
-            else:
-                while t_now < t:
-                    scheduler.step()
-                    t_now += 1
-            lrs.append([g["lr"] for g in optimizer.param_groups])
-    return lrs
+    return torch_lrs(make, BASE_LRS, [t_of_step(k) for k in range(n_steps)])
 
 
 def _run(callback: Any, accumulate: int = 1) -> list[list[float]]:
