@@ -102,11 +102,6 @@ class Reference:
         """Whether the best LR is an end of the walked LRs (then they do not bracket the best)."""
         return self.best_lr in (min(self.losses), max(self.losses))
 
-    @property
-    def largest_converging_lr(self) -> float | None:
-        finite = [lr for lr, loss in self.losses.items() if math.isfinite(loss)]
-        return max(finite) if finite else None
-
 
 def grid_reference(task: FinderTask, cache: LossCache, seeds: Sequence[int] = SEEDS) -> Reference:
     """Walk :data:`GRID` from the top down (see the module docstring) and return the mean loss per LR.

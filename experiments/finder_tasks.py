@@ -277,10 +277,6 @@ class FinderTask:
     def batches(self, seed: int) -> SliceBatches:
         return SliceBatches(self.tensors(seed), self.batch_size, seed=seed)
 
-    def describe(self) -> str:
-        batch = "full" if self.batch_size is None else str(self.batch_size)
-        return f"{self.optimizer}, {self.loss}, {self.inputs}, batch {batch}, {self.steps} steps"
-
 
 _DATA: dict[tuple[str, int], Tensors] = {}
 
