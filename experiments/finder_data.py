@@ -438,3 +438,123 @@ def blob_position_images_data(seed: int, n: int = 2048) -> Tensors:
     dist2 = (rows - centre[:, 0, None, None]) ** 2 + (cols - centre[:, 1, None, None]) ** 2
     images = torch.exp(-dist2 / 4.0) + 0.3 * torch.randn(n, 12, 12, generator=g)
     return images.unsqueeze(1), centre / 12.0
+
+
+def ring_classes_data(seed: int, n: int = 1536) -> Tensors:
+    """Three concentric rings in 2-D (radii 1, 2, 3, radial noise 0.25); the ring is the class."""
+    g = _generator(seed, 42)
+    labels = torch.arange(n) % 3
+    angle = 2.0 * torch.pi * torch.rand(n, generator=g)
+    radius = 1.0 + labels.float() + 0.25 * torch.randn(n, generator=g)
+    return torch.stack([radius * torch.cos(angle), radius * torch.sin(angle)], dim=1), labels
+
+
+def heteroscedastic_linear_data(seed: int, n: int = 1024) -> Tensors:
+    """A linear target of 12 features whose noise grows with the first feature's magnitude."""
+    g = _generator(seed, 43)
+    x = torch.randn(n, 12, generator=g)
+    noise = (0.1 + 0.5 * x[:, :1].abs()) * torch.randn(n, 1, generator=g)
+    return x, x @ torch.randn(12, 1, generator=g) + noise
+
+
+def checkerboard_data(seed: int, n: int = 4096) -> Tensors:
+    """Binary labels of a 4x4 checkerboard on ``U(-2, 2)^2``."""
+    g = _generator(seed, 44)
+    x = 4.0 * torch.rand(n, 2, generator=g) - 2.0
+    cells = torch.floor(x + 2.0).long().sum(dim=1)
+    return x, (cells % 2).float().unsqueeze(1)
+
+
+def line_orientation_images_data(seed: int, n: int = 1536) -> Tensors:
+    """12x12 images of a horizontal, vertical or diagonal line through a random point, noise of 0.4."""
+    g = _generator(seed, 45)
+    labels = torch.arange(n) % 3
+    rows, cols = torch.meshgrid(torch.arange(12.0), torch.arange(12.0), indexing="ij")
+    centre = 3.0 + 6.0 * torch.rand(n, 2, generator=g)
+    dr, dc = rows - centre[:, 0, None, None], cols - centre[:, 1, None, None]
+    distance = torch.stack([dr.abs(), dc.abs(), (dr - dc).abs() / 2**0.5])[labels, torch.arange(n)]
+    images = (distance < 0.8).float() + 0.4 * torch.randn(n, 12, 12, generator=g)
+    return images.unsqueeze(1), labels
+
+
+def rising_sequence_data(seed: int, n: int = 2048, length: int = 10) -> Tensors:
+    """Random walks of 10 steps; the class is whether the walk ends above where it started."""
+    g = _generator(seed, 46)
+    walk = torch.randn(n, length, 1, generator=g).cumsum(dim=1)
+    return walk, (walk[:, -1, 0] > walk[:, 0, 0]).long()
+
+
+def threshold_count_data(seed: int, n: int = 2048, length: int = 12) -> Tensors:
+    """Sequences of ``U(0, 1)`` values; the target is the share of them above 0.7."""
+    g = _generator(seed, 47)
+    x = torch.rand(n, length, 1, generator=g)
+    return x, (x > 0.7).float().mean(dim=1)
+
+
+def indexed_token_data(seed: int, n: int = 2048, length: int = 10) -> Tensors:
+    """Tokens of a vocabulary of 6 whose first token (1 to 5) points at a position; the class is the token there."""
+    g = _generator(seed, 48)
+    x = torch.randint(0, 6, (n, length), generator=g)
+    x[:, 0] = torch.randint(1, 6, (n,), generator=g)
+    return x, x[torch.arange(n), x[:, 0]]
+
+
+def scaled_low_rank_data(seed: int, n: int = 2048) -> Tensors:
+    """30-D signals of rank 5 with per-feature scales from 1 to 20 and offsets (for an autoencoder)."""
+    g = _generator(seed, 49)
+    signal = torch.randn(n, 5, generator=g) @ torch.randn(5, 30, generator=g) / 5**0.5
+    scales = torch.logspace(0, 1.3, 30)
+    x = scales * (signal + 0.05 * torch.randn(n, 30, generator=g)) + 2.0 * torch.rand(30, generator=g)
+    return x, x
+
+
+def scaled_classes_data(seed: int, n: int = 2048) -> Tensors:
+    """4 classes of Gaussian clusters in 8-D whose features are scaled by 0.1 to 100."""
+    g = _generator(seed, 50)
+    labels = torch.arange(n) % 4
+    x = 1.2 * torch.randn(4, 8, generator=g)[labels] + torch.randn(n, 8, generator=g)
+    return x * torch.logspace(-1, 2, 8), labels
+
+
+def sparse_binary_logistic_data(seed: int, n: int = 1024) -> Tensors:
+    """40 binary features, each on with probability 0.1; labels from a sparse linear score with noise."""
+    g = _generator(seed, 51)
+    x = (torch.rand(n, 40, generator=g) < 0.1).float()
+    w = torch.randn(40, 1, generator=g) * (torch.rand(40, 1, generator=g) < 0.3)
+    score = 3.0 * x @ w + 0.3 * torch.randn(n, 1, generator=g)
+    return x, (score > score.median()).float()
+
+
+def log_count_regression_data(seed: int, n: int = 1024) -> Tensors:
+    """``log1p`` of Poisson counts whose rate is a smooth function of 6 features."""
+    g = _generator(seed, 52)
+    x = torch.randn(n, 6, generator=g)
+    rate = torch.exp(0.8 * torch.tanh(x @ torch.randn(6, 1, generator=g)) + 1.0)
+    return x, torch.log1p(torch.poisson(rate, generator=g))
+
+
+def radial_regression_data(seed: int, n: int = 2048) -> Tensors:
+    """``cos`` of the distance from the origin in 4-D, with noise of 0.05."""
+    g = _generator(seed, 53)
+    x = torch.randn(n, 4, generator=g)
+    return x, torch.cos(2.0 * x.norm(dim=1, keepdim=True)) + 0.05 * torch.randn(n, 1, generator=g)
+
+
+def stripe_frequency_images_data(seed: int, n: int = 1536) -> Tensors:
+    """12x12 images of vertical stripes with a random frequency and phase, noise of 0.3; the target is the
+    frequency."""
+    g = _generator(seed, 54)
+    frequency = 0.5 + 1.5 * torch.rand(n, 1, 1, generator=g)
+    phase = 2.0 * torch.pi * torch.rand(n, 1, 1, generator=g)
+    cols = torch.arange(12.0).view(1, 1, 12)
+    images = torch.sin(frequency * cols + phase).expand(n, 12, 12) + 0.3 * torch.randn(n, 12, 12, generator=g)
+    return images.unsqueeze(1), frequency.view(n, 1)
+
+
+def overlapping_gaussians_data(seed: int, n: int = 4096) -> Tensors:
+    """Two Gaussian classes in 30-D whose means are 1.5 apart; binary labels."""
+    g = _generator(seed, 55)
+    direction = torch.randn(30, generator=g)
+    labels = (torch.arange(n) % 2).float().unsqueeze(1)
+    x = torch.randn(n, 30, generator=g) + 1.5 * (labels - 0.5) * direction / direction.norm()
+    return x, labels
