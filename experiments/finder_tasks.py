@@ -9,8 +9,8 @@ The 56 tasks spread over optimizers (SGD, SGD + momentum, Nesterov, Adam, AdamW 
 (linear, MLP, MLP with BatchNorm, small CNNs on synthetic images, a GRU, an LSTM, a self-attention model and a
 bag of embeddings on synthetic sequences, autoencoders), losses (MSE, cross-entropy, BCE), normalised and
 unnormalised inputs, batch sizes from 8 to the full data set and budgets from 100 to 2000 steps. :data:`DEV` (42
-tasks) holds those that finder choices may be tuned on, :data:`EVAL` (14 tasks, written before the current method
-was tuned) those that only measure; each part covers every optimizer.
+tasks) holds those that finder choices may be tuned on, :data:`EVAL` (14 tasks, written after the current method
+was frozen) those that only measure; each part covers every optimizer.
 
 >>> task = TASKS["mlp_tanh_momentum"]
 >>> task.optimizer, task.batch_size, task.steps
@@ -348,7 +348,7 @@ _TASK_LIST = [
     FinderTask("autoencoder_atoms_nesterov", lambda: mlp([40, 20, 8, 20, 40]), "mse", "nesterov", sparse_atoms_data, 64, 500),
     FinderTask("bag_of_words_sgd", lambda: BagOfEmbeddings(50, 4), "cross_entropy", "sgd", topic_tokens_data, 32, 500),
     FinderTask("cnn_blob_position_adamw", lambda: ConvRegressor(2), "mse", "adamw", blob_position_images_data, 64, 300),
-    # fourth evaluation part, written before the third round of tuning (see EVAL)
+    # fourth evaluation part, written after the current method was frozen (see EVAL)
     FinderTask("rings_mlp_adam", lambda: mlp([2, 64, 64, 3]), "cross_entropy", "adam", ring_classes_data, 32, 600),
     FinderTask("heteroscedastic_linear_momentum_b16", lambda: nn.Linear(12, 1), "mse", "sgd_momentum", heteroscedastic_linear_data, 16, 400),
     FinderTask("checkerboard_mlp_rmsprop", lambda: mlp([2, 128, 128, 1]), "bce", "rmsprop", checkerboard_data, 64, 1000),
@@ -377,7 +377,8 @@ method tuned on :data:`FIRST_DEV` failed on :data:`FIRST_EVAL`; the race method 
 :data:`SECOND_EVAL`, and its second round missed it on :data:`THIRD_EVAL`. All three evaluation parts have since
 been development tasks."""
 EVAL: tuple[str, ...] = tuple(t.name for t in _TASK_LIST[42:])
-"""Out-of-sample tasks, written before the third round of tuning: they measure, nothing is tuned on them."""
+"""Out-of-sample tasks, written after the current method was frozen (before a third round was tried on :data:`DEV`,
+which changed nothing): they measure, nothing is tuned on them."""
 SEEDS: tuple[int, ...] = (0, 1)
 TASKS_VERSION = 1
 """Bumped whenever a task changes, so cached reference results are not reused."""
