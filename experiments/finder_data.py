@@ -301,8 +301,8 @@ def unnormalised_deep_regression_data(seed: int) -> Tensors:
     return scales * (z + 2.0 * torch.rand(6, generator=g)), y
 
 
-# ----------------------------------------------------------------------------------------------- fresh evaluation part
-# Written before the second round of tuning; see :data:`experiments.finder_tasks.EVAL`.
+# ----------------------------------------------------------------------------------------------- third evaluation part
+# Written before the second round of tuning; see :data:`experiments.finder_tasks.THIRD_EVAL`.
 def polynomial_features_data(seed: int) -> Tensors:
     """Powers 1..4 of ``t ~ U(-2, 2)`` (scales from about 1 to 16, strongly correlated) and a noisy cubic of ``t``."""
     g = _generator(seed, 28)
@@ -440,6 +440,8 @@ def blob_position_images_data(seed: int, n: int = 2048) -> Tensors:
     return images.unsqueeze(1), centre / 12.0
 
 
+# ----------------------------------------------------------------------------------------------- fourth evaluation part
+# Written after the current method was frozen; see :data:`experiments.finder_tasks.EVAL`.
 def ring_classes_data(seed: int, n: int = 1536) -> Tensors:
     """Three concentric rings in 2-D (radii 1, 2, 3, radial noise 0.25); the ring is the class."""
     g = _generator(seed, 42)
