@@ -536,7 +536,7 @@ def log_count_regression_data(seed: int, n: int = 1024) -> Tensors:
 
 
 def radial_regression_data(seed: int, n: int = 2048) -> Tensors:
-    """``cos`` of the distance from the origin in 4-D, with noise of 0.05."""
+    """``cos(2 r)`` of the distance ``r`` from the origin in 4-D, with noise of 0.05."""
     g = _generator(seed, 53)
     x = torch.randn(n, 4, generator=g)
     return x, torch.cos(2.0 * x.norm(dim=1, keepdim=True)) + 0.05 * torch.randn(n, 1, generator=g)
