@@ -11,6 +11,8 @@ from lightning.pytorch.callbacks import Callback
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from experiments.benchmarks.timing import BARE_TRAINER
+
 
 class TinyRegression(pl.LightningModule):
     """``y = w.x + b`` with MSE. With ``base_lrs`` of length 2, weight and bias are separate param groups."""
@@ -83,16 +85,7 @@ class LRRecorder(Callback):
 
 def tiny_trainer(callbacks: Sequence[Callback], **kwargs: Any) -> pl.Trainer:
     options: dict[str, Any] = dict(
-        max_epochs=3,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-        deterministic=True,
+        max_epochs=3, **BARE_TRAINER, num_sanity_val_steps=0, limit_val_batches=0, deterministic=True
     )
     options.update(kwargs)
     return pl.Trainer(callbacks=list(callbacks), **options)
