@@ -97,50 +97,59 @@ def test_compare_and_the_table_on_one_task() -> None:
     assert f"race has a lower loss ratio than lightning on {wins}/1 tasks" in table
 
 
-def _race_rows(names: tuple[str, ...]) -> tuple[list[fc.Row], dict[str, fc.Cell]]:
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "names, within, worst, beats_lightning, beats_valley, ceiling_within",
+    [
+        pytest.param(
+            EVAL,
+            [
+                "bn_mlp_scaled_adam_b8",
+                "cnn_stripes_adam",
+                "heteroscedastic_linear_momentum_b16",
+                "lstm_threshold_rmsprop",
+                "mlp_log_counts_fullbatch_rmsprop",
+                "rings_mlp_adam",
+                "wide_mlp_bce_adamw",
+            ],
+            17.13,
+            13,
+            12,
+            8,
+            id="evaluation_part",
+        ),
+        pytest.param(  # the part the same method was first evaluated on, before those tasks joined development
+            THIRD_EVAL,
+            [
+                "attention_first_last_rmsprop",
+                "bn_mlp_unnormalised_rmsprop",
+                "cnn_blob_position_adamw",
+                "cnn_gratings_momentum",
+                "deep_relu_bce_adam",
+                "logistic_fullbatch_gd",
+            ],
+            14.59,
+            12,
+            9,
+            13,
+            id="previous_evaluation_part",
+        ),
+    ],
+)
+def test_the_readme_evaluation_figures(
+    names: tuple[str, ...], within: list[str], worst: float, beats_lightning: int, beats_valley: int, ceiling_within: int
+) -> None:
+    """The README's out-of-sample claims, recomputed (final losses from the cache when one exists)."""
     with one_thread():
         rows = fc.compare(names, LossCache(cache_dir()), methods=("race", "lightning", "fastai_valley"), other_seeds=True)
     race = {row.task: row.cells["race"] for row in rows}
     assert all(max(cell.steps) <= 300 for cell in race.values())
     assert not any(cell.diverged for cell in race.values())
-    return rows, race
-
-
-@pytest.mark.slow
-def test_the_readme_evaluation_figures() -> None:
-    """The README's out-of-sample claims, recomputed (final losses from the cache when one exists)."""
-    rows, race = _race_rows(EVAL)
-    assert sorted(name for name, cell in race.items() if cell.ratio <= 1.10) == [
-        "bn_mlp_scaled_adam_b8",
-        "cnn_stripes_adam",
-        "heteroscedastic_linear_momentum_b16",
-        "lstm_threshold_rmsprop",
-        "mlp_log_counts_fullbatch_rmsprop",
-        "rings_mlp_adam",
-        "wide_mlp_bce_adamw",
-    ]
-    assert max(race.values(), key=lambda cell: cell.ratio).ratio == pytest.approx(17.13, abs=5e-3)
-    assert sum(row.cells["race"].ratio < row.cells["lightning"].ratio for row in rows) == 13
-    assert sum(row.cells["race"].ratio < row.cells["fastai_valley"].ratio for row in rows) == 12
-    assert sum(row.cells[fc.OTHER_SEEDS_METHOD].ratio <= 1.10 for row in rows) == 8
-
-
-@pytest.mark.slow
-def test_the_readme_figures_of_the_previous_evaluation_part() -> None:
-    """The same method on the part it was first evaluated on, before those tasks joined development."""
-    rows, race = _race_rows(THIRD_EVAL)
-    assert sorted(name for name, cell in race.items() if cell.ratio <= 1.10) == [
-        "attention_first_last_rmsprop",
-        "bn_mlp_unnormalised_rmsprop",
-        "cnn_blob_position_adamw",
-        "cnn_gratings_momentum",
-        "deep_relu_bce_adam",
-        "logistic_fullbatch_gd",
-    ]
-    assert max(cell.ratio for cell in race.values()) == pytest.approx(14.59, abs=5e-3)
-    assert sum(row.cells["race"].ratio < row.cells["lightning"].ratio for row in rows) == 12
-    assert sum(row.cells["race"].ratio < row.cells["fastai_valley"].ratio for row in rows) == 9
-    assert sum(row.cells[fc.OTHER_SEEDS_METHOD].ratio <= 1.10 for row in rows) == 13
+    assert sorted(name for name, cell in race.items() if cell.ratio <= 1.10) == within
+    assert max(cell.ratio for cell in race.values()) == pytest.approx(worst, abs=5e-3)
+    assert sum(row.cells["race"].ratio < row.cells["lightning"].ratio for row in rows) == beats_lightning
+    assert sum(row.cells["race"].ratio < row.cells["fastai_valley"].ratio for row in rows) == beats_valley
+    assert sum(row.cells[fc.OTHER_SEEDS_METHOD].ratio <= 1.10 for row in rows) == ceiling_within
 
 
 def test_a_task_without_its_data_gets_a_row_that_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
