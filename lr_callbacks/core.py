@@ -191,6 +191,7 @@ class LRContributor(Callback):
 
     @override
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+        # LRPlan.is_current and _current_plan, inlined: this runs for every contributor before every batch.
         plan = self._plan
         if self._idle_batch_start and plan is not None and plan.callbacks is trainer.callbacks:
             if plan.n_callbacks == len(trainer.callbacks):
