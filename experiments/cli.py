@@ -5,7 +5,7 @@ option, bad override syntax and a failed instantiation are Hydra's compact excep
 traceback. The other scripts run their work inside :func:`refusing_bad_arguments`, which does the same for
 Hydra's compact exceptions, for Lightning's ``MisconfigurationException`` and for :class:`BadArgument`, the
 error our own argument checks raise. As with Hydra, ``HYDRA_FULL_ERROR=1`` shows the full traceback instead.
-A new console script wraps its ``main`` the same way and gets a case in ``tests/test_cli.py``.
+A new console script wraps its ``main`` the same way and gets a case in ``tests/experiments/test_cli.py``.
 """
 
 from __future__ import annotations

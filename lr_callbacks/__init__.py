@@ -6,10 +6,10 @@ Every callback follows one rule (see :mod:`lr_callbacks.core`)::
 """
 
 from lr_callbacks.core import LRContributor, Modifier, Schedule
-from lr_callbacks.finder import LRFinder, LRFinderResult
+from lr_callbacks.finder.callback import LRFinder, LRFinderResult
 from lr_callbacks.lr_preview import LRPreview, preview
-from lr_callbacks.plateau import ReduceOnPlateau
-from lr_callbacks.schedule_callbacks import (
+from lr_callbacks.schedules.plateau import ReduceOnPlateau
+from lr_callbacks.schedules.callbacks import (
     CosineAnnealing,
     CosineWarmRestarts,
     CyclicLR,
@@ -17,9 +17,9 @@ from lr_callbacks.schedule_callbacks import (
     OneCycle,
     StepDecay,
 )
-from lr_callbacks.sign import SignAlternation
-from lr_callbacks.spike import SpikeAdaptiveLR
-from lr_callbacks.warmup import Warmup
+from lr_callbacks.modifiers.sign import SignAlternation
+from lr_callbacks.spike.adaptive import SpikeAdaptiveLR
+from lr_callbacks.modifiers.warmup import Warmup
 
 __all__ = [
     "CosineAnnealing",

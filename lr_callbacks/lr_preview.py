@@ -22,7 +22,7 @@ from lightning_utilities.core.imports import RequirementCache
 
 from lr_callbacks._checks import check_number
 from lr_callbacks.core import LRContributor, Modifier, Schedule, check_one_schedule, compute_lrs
-from lr_callbacks.finder import LRFinder
+from lr_callbacks.finder.callback import LRFinder
 
 if TYPE_CHECKING:
     from lightning.pytorch.loggers import Logger

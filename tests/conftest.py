@@ -1,12 +1,9 @@
-"""Shared test setup: the tiny Lightning helpers in ``tests/tiny.py`` import as ``tiny``."""
+"""Shared test setup: scikit-learn reads California Housing offline from the data kept beside the project,
+unless the caller says otherwise."""
 
 import os
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
+from tests.helpers.paths import SHARED_DATA
 
-# California Housing is read offline from the data kept beside the project unless the caller says otherwise.
-_SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "scikit_learn_data"
-if "SCIKIT_LEARN_DATA" not in os.environ and _SHARED_DATA.is_dir():
-    os.environ["SCIKIT_LEARN_DATA"] = str(_SHARED_DATA)
+if "SCIKIT_LEARN_DATA" not in os.environ and SHARED_DATA.is_dir():
+    os.environ["SCIKIT_LEARN_DATA"] = str(SHARED_DATA)

@@ -15,13 +15,14 @@ from hydra.core.global_hydra import GlobalHydra
 
 from experiments.reproduce import REPRODUCE_MODULE
 from experiments.train import CONFIG_DIR, CONFIG_MODULE, CONFIG_PATH
+from tests.helpers.paths import REPO_ROOT
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # the dev extra installs tomli on 3.10
     import tomli as tomllib
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_ROOT
 SETUPTOOLS = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
 
 

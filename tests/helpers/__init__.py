@@ -1,0 +1,1 @@
+"""Shared test helpers: tiny Lightning modules, LR cases and fixtures for each concern."""
