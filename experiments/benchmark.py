@@ -40,7 +40,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="lr-benchmark", description=__doc__)
     parser.add_argument("suites", nargs="*", metavar="SUITE", help=f"any of {list(SUITES)}; default: all")
     parser.add_argument("--repeats", type=at_least(1), default=5, help="repeats per measurement; medians are reported")
-    parser.add_argument("--steps", type=at_least(MIN_STEPS), default=300, help=f"optimizer steps per timed run (>= {MIN_STEPS})")
+    parser.add_argument(
+        "--steps", type=at_least(MIN_STEPS), default=300, help=f"optimizer steps per timed run (>= {MIN_STEPS})"
+    )
     args = parser.parse_args(argv)
     unknown = sorted(set(args.suites) - set(SUITES) - {"all"})
     if unknown:

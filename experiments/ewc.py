@@ -70,7 +70,9 @@ class EWC(Callback):
     @property
     @override
     def state_key(self) -> str:
-        return self._generate_state_key(weight=self.weight, task=self.task, max_samples=self.max_samples, seed=self.seed)
+        return self._generate_state_key(
+            weight=self.weight, task=self.task, max_samples=self.max_samples, seed=self.seed
+        )
 
     def _task_data(self, trainer: pl.Trainer) -> Tensor:
         classes = getattr(trainer.datamodule, "classes", None)

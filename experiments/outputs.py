@@ -49,8 +49,10 @@ def history_figures(history: Mapping[str, Sequence[float]]) -> dict[str, Figure]
     """Loss and LR curves per epoch from a run's history."""
     loss_keys = [k for k in history if "loss" in k and not k.startswith("trajectory/")]
     lr_keys = [k for k in history if k.rsplit("/", 1)[-1].startswith("lr") and "lr_step" not in k]
-    figures = {"loss_curves": curves_figure(history, loss_keys, "loss per epoch"),
-               "lr_curves": curves_figure(history, lr_keys, "learning rate per epoch")}
+    figures = {
+        "loss_curves": curves_figure(history, loss_keys, "loss per epoch"),
+        "lr_curves": curves_figure(history, lr_keys, "learning rate per epoch"),
+    }
     return {name: fig for name, fig in figures.items() if fig is not None}
 
 

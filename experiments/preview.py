@@ -143,7 +143,9 @@ def parse_metrics(values: Sequence[str]) -> list[float] | dict[str, list[float]]
         else:
             unnamed = parsed
     if named and unnamed is not None:
-        raise BadArgument("--metric: give either one unnamed sequence for every callback or NAME=... for each, not both.")
+        raise BadArgument(
+            "--metric: give either one unnamed sequence for every callback or NAME=... for each, not both."
+        )
     return named or unnamed
 
 
@@ -232,14 +234,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="lr-preview", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("overrides", nargs="*", metavar="OVERRIDE", help="Hydra overrides of conf/train.yaml (lr-train's)")
-    parser.add_argument("--out", type=Path, default=Path("lr_preview.png"), help="the PNG to write (default: %(default)s)")
-    parser.add_argument("--batches-per-epoch", type=at_least(1), help="training batches per epoch (default: the data's)")
+    parser.add_argument(
+        "overrides", nargs="*", metavar="OVERRIDE", help="Hydra overrides of conf/train.yaml (lr-train's)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("lr_preview.png"), help="the PNG to write (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--batches-per-epoch", type=at_least(1), help="training batches per epoch (default: the data's)"
+    )
     parser.add_argument("--base-lr", type=float, help="base LR (default: optimizer.lr)")
     parser.add_argument("--metric", action="append", default=[], metavar="[NAME=]V1,V2,...",
                         help="values a data-driven callback checks, one per check (per epoch, or per step with "
                              "interval=step); NAME is its monitor; repeat for several")  # fmt: skip
-    parser.add_argument("--tensorboard", type=Path, metavar="DIR", help="also add the figure to a TensorBoard log in DIR")
+    parser.add_argument(
+        "--tensorboard", type=Path, metavar="DIR", help="also add the figure to a TensorBoard log in DIR"
+    )
     args = parser.parse_intermixed_args(argv)
     if args.base_lr is not None and not math.isfinite(args.base_lr):
         parser.error(f"argument --base-lr: must be a finite number, got {args.base_lr}")

@@ -52,7 +52,7 @@ def mean_std(values: Sequence[float | None], digits: int = 3) -> str:
 
 
 def _fixed(value: float, digits: int) -> str:
-    if value != 0 and (abs(value) < 10 ** -(digits) or abs(value) >= 1e6):
+    if value != 0 and (abs(value) < 10**-(digits) or abs(value) >= 1e6):
         return f"{value:.{max(digits - 1, 1)}e}"
     return f"{value:.{digits}f}"
 
@@ -129,7 +129,11 @@ class Section:
         if self.settings:
             parts.append("**Settings.**\n\n" + "\n".join(f"- {s}" for s in self.settings))
         if self.commands:
-            parts.append("Equivalent single runs (add `-m` and comma lists to sweep):\n\n```\n" + "\n".join(self.commands) + "\n```")
+            parts.append(
+                "Equivalent single runs (add `-m` and comma lists to sweep):\n\n```\n"
+                + "\n".join(self.commands)
+                + "\n```"
+            )
         return "\n\n".join(parts)
 
 

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -51,8 +51,7 @@ REPRODUCE_MODULE = f"{CONFIG_MODULE}.reproduce"
 #: a profile: its name and one entry per study, typed by the study's ``Params`` schema
 ProfileConf = dataclasses.make_dataclass(
     "ProfileConf",
-    [("name", str, MISSING)]
-    + [(key, cls.Params, field(default_factory=cls.Params)) for key, cls in STUDIES.items()],
+    [("name", str, MISSING)] + [(key, cls.Params, field(default_factory=cls.Params)) for key, cls in STUDIES.items()],
 )
 
 
@@ -62,7 +61,7 @@ class ReproduceConf:
     out_dir: str = MISSING
     studies: list[str] = field(default_factory=lambda: list(STUDIES))
     n_jobs: int = 2
-    data_home: Optional[str] = None
+    data_home: str | None = None
     reuse: bool = False
 
 
@@ -118,11 +117,13 @@ def run_study(study: Study, log: Any = _log, reuse: bool = False) -> tuple[Secti
             results = execute(runs, study.run_root, study.ctx.n_jobs, progress)
             save_results(saved, results)
         section = study.analyse(results)
-    except Exception as err:  # noqa: BLE001 - one study's failure must not stop the others
+    except Exception as err:
         tail = "".join(traceback.format_exception_only(type(err), err)).strip()
         log(f"[{study.key}] FAILED: {tail}")
         section = Section(key=study.key, title=study.title, source=study.source, error=tail)
-    section.seconds = time.perf_counter() - start if not reuse else sum(r.seconds for r in results if r.seconds == r.seconds)
+    section.seconds = (
+        time.perf_counter() - start if not reuse else sum(r.seconds for r in results if r.seconds == r.seconds)
+    )
     section.runs = (sum(r.ok for r in results), len(results))
     log(f"[{study.key}] done in {section.seconds:.1f} s ({section.runs[0]} of {section.runs[1]} runs ok)")
     return section, results
@@ -140,8 +141,12 @@ def _code_version() -> str:
     git = ["git", "-C", str(here.parent)]
     try:
         # a wheel installed into a venv inside some repository is not that repository's code
-        tracked = subprocess.run([*git, "ls-files", "--error-unmatch", here.name], capture_output=True, timeout=10, check=False)
-        commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10, check=False)
+        tracked = subprocess.run(
+            [*git, "ls-files", "--error-unmatch", here.name], capture_output=True, timeout=10, check=False
+        )
+        commit = subprocess.run(
+            [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10, check=False
+        )
     except (OSError, subprocess.SubprocessError):
         return text
     if tracked.returncode == 0 and commit.stdout.strip():
@@ -162,7 +167,9 @@ def reproduce(cfg: DictConfig, argv: Sequence[str] = (), log: Any = _log) -> Pat
 
     out_dir = Path(cfg.out_dir).resolve()
     if cfg.reuse and not (out_dir / "runs").is_dir():
-        raise BadArgument(f"reuse=true re-analyses the runs saved in out_dir, and {out_dir} holds none; run without reuse first.")
+        raise BadArgument(
+            f"reuse=true re-analyses the runs saved in out_dir, and {out_dir} holds none; run without reuse first."
+        )
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -179,29 +186,54 @@ def reproduce(cfg: DictConfig, argv: Sequence[str] = (), log: Any = _log) -> Pat
         section, _ = run_study(STUDIES[key](params, ctx), log, reuse=bool(cfg.reuse))
         section.seconds = timing.get("studies", {}).get(key, section.seconds)
         sections.append(section)
-        report.write(out_dir / "REPORT.md", sections, _header(cfg, argv, time.perf_counter() - start, sections, torch, lightning, partial=True))
+        report.write(
+            out_dir / "REPORT.md",
+            sections,
+            _header(cfg, argv, time.perf_counter() - start, sections, torch, lightning, partial=True),
+        )
     total = timing.get("total", time.perf_counter() - start)
     if not cfg.reuse:
         timing_path.write_text(json.dumps({"total": total, "studies": {s.key: s.seconds for s in sections}}))
-    path = report.write(out_dir / "REPORT.md", sections, _header(cfg, argv, total, sections, torch, lightning, partial=False))
+    path = report.write(
+        out_dir / "REPORT.md", sections, _header(cfg, argv, total, sections, torch, lightning, partial=False)
+    )
     log(f"lr-reproduce: wrote {path} in {total:.1f} s; TensorBoard: tensorboard --logdir {out_dir}")
     return path
 
 
-def _header(cfg: DictConfig, argv: Sequence[str], seconds: float, sections: list[Section], torch: Any, lightning: Any, partial: bool) -> list[str]:
+def _header(
+    cfg: DictConfig,
+    argv: Sequence[str],
+    seconds: float,
+    sections: list[Section],
+    torch: Any,
+    lightning: Any,
+    partial: bool,
+) -> list[str]:
     summary = Table(
         "Summary",
         ["study", "verdicts", "runs ok", "wall time (s)"],
-        [[f"{i}. {s.title}", _verdict_counts(s) if not s.error or s.tables else "not run", f"{s.runs[0]} of {s.runs[1]}", f"{s.seconds:.1f}"]
-         for i, s in enumerate(sections, start=1)],
+        [
+            [
+                f"{i}. {s.title}",
+                _verdict_counts(s) if not s.error or s.tables else "not run",
+                f"{s.runs[0]} of {s.runs[1]}",
+                f"{s.seconds:.1f}",
+            ]
+            for i, s in enumerate(sections, start=1)
+        ],
     )
-    lines = [
+    return [
         f"Profile **{cfg.profile.name}**, written {datetime.now():%Y-%m-%d %H:%M}"
-        + (" (in progress: later studies still running)" if partial else "") + f"; total wall time {seconds:.1f} s "
+        + (" (in progress: later studies still running)" if partial else "")
+        + f"; total wall time {seconds:.1f} s "
         f"with {cfg.n_jobs} parallel run(s) on {os.cpu_count()} CPU core(s)"
-        + (". Re-analysed from the saved runs (`reuse=true`): nothing was trained again; wall times are those of "
-           "the original reproduction where it recorded them (`timing.json`), else the sum of the runs' times."
-           if cfg.reuse else "."),
+        + (
+            ". Re-analysed from the saved runs (`reuse=true`): nothing was trained again; wall times are those of "
+            "the original reproduction where it recorded them (`timing.json`), else the sum of the runs' times."
+            if cfg.reuse
+            else "."
+        ),
         "",
         f"Command: `lr-reproduce {' '.join(argv)}`".rstrip() + f"; code: {_code_version()}; Python "
         f"{platform.python_version()}, torch {torch.__version__}, lightning {lightning.__version__}.",
@@ -214,7 +246,6 @@ def _header(cfg: DictConfig, argv: Sequence[str], seconds: float, sections: list
         "",
         summary.markdown(),
     ]
-    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -12,7 +12,7 @@ selected at once (``callbacks: [step_decay, warmup]``); their schemas are keyed 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -31,8 +31,8 @@ class StepDecayConf:
 @dataclass
 class ExponentialDecayConf:
     _target_: str = "lr_callbacks.ExponentialDecay"
-    gamma: Optional[float] = None
-    k: Optional[float] = None
+    gamma: float | None = None
+    k: float | None = None
     interval: str = "epoch"
 
 
@@ -59,7 +59,7 @@ class CyclicLRConf:
     base_lr: Any = MISSING  # float or one per param group
     max_lr: Any = MISSING
     step_size_up: int = MISSING
-    step_size_down: Optional[int] = None
+    step_size_down: int | None = None
     mode: str = "triangular"
     gamma: float = 1.0
     interval: str = "step"
@@ -69,7 +69,7 @@ class CyclicLRConf:
 class OneCycleConf:
     _target_: str = "lr_callbacks.OneCycle"
     max_lr: Any = MISSING  # float, one per group, or null (each group's base LR)
-    total_steps: Optional[int] = None
+    total_steps: int | None = None
     pct_start: float = 0.3
     anneal_strategy: str = "cos"
     div_factor: float = 25.0
@@ -105,25 +105,25 @@ class WarmupConf:
 @dataclass
 class SpikeAdaptiveLRConf:
     _target_: str = "lr_callbacks.SpikeAdaptiveLR"
-    monitor: Optional[str] = None
+    monitor: str | None = None
     threshold: float = 1.1
     decay: Any = "halve"  # "halve", "sqrt" or a float factor
     min_lr: float = 1e-6
     interval: str = "epoch"
-    detector: Optional[str] = None
-    z_threshold: Optional[float] = None
-    ema: Optional[float] = None
-    warmup: Optional[int] = None
+    detector: str | None = None
+    z_threshold: float | None = None
+    ema: float | None = None
+    warmup: int | None = None
     reactions: Any = None  # None (the interval's defaults), a name or a list of names
-    recovery_patience: Optional[int] = None
+    recovery_patience: int | None = None
     recovery_factor: float = 2.0
     rollback: bool = False
     nan_policy: str = "spike"
     grad_norm: bool = False
-    record_path: Optional[str] = None
-    sync_every: Optional[int] = None
-    snapshot_every: Optional[int] = None
-    tail: Optional[float] = None
+    record_path: str | None = None
+    sync_every: int | None = None
+    snapshot_every: int | None = None
+    tail: float | None = None
 
 
 @dataclass
@@ -149,19 +149,19 @@ class LRFinderConf:
     run_at_start: bool = True
     run_at_epoch: Any = None  # int or list of epochs
     curvature_scale: float = 0.5
-    monitor: Optional[str] = None
-    save_dir: Optional[str] = None
+    monitor: str | None = None
+    save_dir: str | None = None
     save_png: bool = True
     budget_steps: int = 300
     race_candidates: int = 5
     probe_batches: int = 4
-    train_steps: Optional[int] = None
+    train_steps: int | None = None
 
 
 @dataclass
 class LearningRateMonitorConf:
     _target_: str = "lightning.pytorch.callbacks.LearningRateMonitor"
-    logging_interval: Optional[str] = None
+    logging_interval: str | None = None
     log_momentum: bool = False
     log_weight_decay: bool = False
 
@@ -169,20 +169,20 @@ class LearningRateMonitorConf:
 @dataclass
 class ModelCheckpointConf:
     _target_: str = "lightning.pytorch.callbacks.ModelCheckpoint"
-    dirpath: Optional[str] = None
-    filename: Optional[str] = None
-    monitor: Optional[str] = None
+    dirpath: str | None = None
+    filename: str | None = None
+    monitor: str | None = None
     verbose: bool = False
-    save_last: Optional[bool] = None
+    save_last: bool | None = None
     save_top_k: int = 1
     save_on_exception: bool = False
     save_weights_only: bool = False
     mode: str = "min"
     auto_insert_metric_name: bool = True
-    every_n_train_steps: Optional[int] = None
+    every_n_train_steps: int | None = None
     train_time_interval: Any = None
-    every_n_epochs: Optional[int] = None
-    save_on_train_epoch_end: Optional[bool] = None
+    every_n_epochs: int | None = None
+    save_on_train_epoch_end: bool | None = None
     enable_version_counter: bool = True
 
 
@@ -216,9 +216,9 @@ class SGDConf:
     weight_decay: float = 0.0
     nesterov: bool = False
     maximize: bool = False
-    foreach: Optional[bool] = None
+    foreach: bool | None = None
     differentiable: bool = False
-    fused: Optional[bool] = None
+    fused: bool | None = None
 
 
 @dataclass
@@ -230,11 +230,11 @@ class AdamConf:
     eps: float = 1e-8
     weight_decay: float = 0.0
     amsgrad: bool = False
-    foreach: Optional[bool] = None
+    foreach: bool | None = None
     maximize: bool = False
     capturable: bool = False
     differentiable: bool = False
-    fused: Optional[bool] = None
+    fused: bool | None = None
     decoupled_weight_decay: bool = False
 
 
@@ -248,10 +248,10 @@ class AdamWConf:
     weight_decay: float = 0.01
     amsgrad: bool = False
     maximize: bool = False
-    foreach: Optional[bool] = None
+    foreach: bool | None = None
     capturable: bool = False
     differentiable: bool = False
-    fused: Optional[bool] = None
+    fused: bool | None = None
 
 
 @dataclass
@@ -265,7 +265,7 @@ class RMSpropConf:
     momentum: float = 0.0
     centered: bool = False
     capturable: bool = False
-    foreach: Optional[bool] = None
+    foreach: bool | None = None
     maximize: bool = False
     differentiable: bool = False
 
@@ -288,8 +288,8 @@ class XORTaskConf:
     hidden_dim: int = 4
     batch_norm: bool = False
     he_init: bool = False
-    converge_loss: Optional[float] = 0.1
-    converge_accuracy: Optional[float] = 1.0
+    converge_loss: float | None = 0.1
+    converge_accuracy: float | None = 1.0
 
 
 @dataclass
@@ -304,7 +304,7 @@ class ContinualAutoencoderTaskConf:
 @dataclass
 class TrajectoryTaskConf:
     _target_: str = "experiments.tasks.TrajectoryTask"
-    optimizers: Optional[dict[str, Any]] = None  # name -> partial optimizer
+    optimizers: dict[str, Any] | None = None  # name -> partial optimizer
     start: list[float] = field(default_factory=lambda: [5.0, 4.0])
     curvature: list[float] = field(default_factory=lambda: [1.0, 10.0])
 
@@ -321,8 +321,8 @@ TASK_SCHEMAS: dict[str, type] = {
 
 @dataclass
 class _LoaderConf:
-    batch_size: Optional[int] = None
-    eval_batch_size: Optional[int] = None
+    batch_size: int | None = None
+    eval_batch_size: int | None = None
     shuffle: bool = True
     seed: int = 0
 
@@ -339,11 +339,11 @@ class LinearDataConf(_LoaderConf):
 @dataclass
 class HousingDataConf(_LoaderConf):
     _target_: str = "experiments.data.HousingDataModule"
-    data_home: Optional[str] = None
+    data_home: str | None = None
     test_size: float = 0.2
     split_seed: int = 42
     val_fraction: float = 0.0
-    batch_size: Optional[int] = 32
+    batch_size: int | None = 32
 
 
 @dataclass
@@ -393,10 +393,10 @@ class TrainerConf:
     num_nodes: int = 1
     precision: Any = None
     fast_dev_run: Any = False
-    max_epochs: Optional[int] = None
-    min_epochs: Optional[int] = None
+    max_epochs: int | None = None
+    min_epochs: int | None = None
     max_steps: int = -1
-    min_steps: Optional[int] = None
+    min_steps: int | None = None
     max_time: Any = None
     limit_train_batches: Any = None
     limit_val_batches: Any = None
@@ -404,16 +404,16 @@ class TrainerConf:
     limit_predict_batches: Any = None
     overfit_batches: float = 0.0
     val_check_interval: Any = None
-    check_val_every_n_epoch: Optional[int] = 1
-    num_sanity_val_steps: Optional[int] = None
-    log_every_n_steps: Optional[int] = None
-    enable_progress_bar: Optional[bool] = None
-    enable_model_summary: Optional[bool] = None
+    check_val_every_n_epoch: int | None = 1
+    num_sanity_val_steps: int | None = None
+    log_every_n_steps: int | None = None
+    enable_progress_bar: bool | None = None
+    enable_model_summary: bool | None = None
     accumulate_grad_batches: int = 1
-    gradient_clip_val: Optional[float] = None
-    gradient_clip_algorithm: Optional[str] = None
+    gradient_clip_val: float | None = None
+    gradient_clip_algorithm: str | None = None
     deterministic: Any = None
-    benchmark: Optional[bool] = None
+    benchmark: bool | None = None
     inference_mode: bool = True
     use_distributed_sampler: bool = True
     profiler: Any = None
@@ -422,28 +422,28 @@ class TrainerConf:
     plugins: Any = None
     sync_batchnorm: bool = False
     reload_dataloaders_every_n_epochs: int = 0
-    default_root_dir: Optional[str] = None
+    default_root_dir: str | None = None
     enable_autolog_hparams: bool = True
-    model_registry: Optional[str] = None
+    model_registry: str | None = None
 
 
 @dataclass
 class TensorBoardLoggerConf:
     _target_: str = "lightning.pytorch.loggers.TensorBoardLogger"
     save_dir: str = MISSING
-    name: Optional[str] = "tensorboard"
+    name: str | None = "tensorboard"
     version: Any = ""
     log_graph: bool = False
     default_hp_metric: bool = False
     prefix: str = ""
-    sub_dir: Optional[str] = None
+    sub_dir: str | None = None
 
 
 @dataclass
 class CSVLoggerConf:
     _target_: str = "lightning.pytorch.loggers.CSVLogger"
     save_dir: str = MISSING
-    name: Optional[str] = "csv"
+    name: str | None = "csv"
     version: Any = ""
     prefix: str = ""
     flush_logs_every_n_steps: int = 100
@@ -454,7 +454,7 @@ class AdaptConf:
     """Second phase of a continual-learning run: its own optimizer, callbacks, batch size and length."""
 
     max_epochs: int = MISSING
-    batch_size: Optional[int] = None
+    batch_size: int | None = None
     optimizer: Any = None
     callbacks: Any = None
 

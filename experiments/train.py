@@ -7,9 +7,9 @@ figures and ``metrics.json`` into ``paths.output_dir`` (the Hydra output dir by 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import hydra
@@ -197,8 +197,7 @@ def main(cfg: DictConfig) -> float | None:
         return None
     if key not in metrics:
         raise KeyError(f"`optimized_metric`={key!r} is not among the run's metrics: {sorted(metrics)}.")
-    value = metrics[key]
-    return value
+    return metrics[key]
 
 
 if __name__ == "__main__":

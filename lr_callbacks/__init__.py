@@ -8,7 +8,8 @@ Every callback follows one rule (see :mod:`lr_callbacks.core`)::
 from lr_callbacks.core import LRContributor, Modifier, Schedule
 from lr_callbacks.finder.callback import LRFinder, LRFinderResult
 from lr_callbacks.lr_preview import LRPreview, preview
-from lr_callbacks.schedules.plateau import ReduceOnPlateau
+from lr_callbacks.modifiers.sign import SignAlternation
+from lr_callbacks.modifiers.warmup import Warmup
 from lr_callbacks.schedules.callbacks import (
     CosineAnnealing,
     CosineWarmRestarts,
@@ -17,9 +18,8 @@ from lr_callbacks.schedules.callbacks import (
     OneCycle,
     StepDecay,
 )
-from lr_callbacks.modifiers.sign import SignAlternation
+from lr_callbacks.schedules.plateau import ReduceOnPlateau
 from lr_callbacks.spike.adaptive import SpikeAdaptiveLR
-from lr_callbacks.modifiers.warmup import Warmup
 
 __all__ = [
     "CosineAnnealing",

@@ -190,7 +190,9 @@ class LRContributor(Callback):
             plan.write(trainer.optimizers)
 
     @override
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         # LRPlan.is_current and _current_plan, inlined: this runs for every contributor before every batch.
         plan = self._plan
         if self._idle_batch_start and plan is not None and plan.callbacks is trainer.callbacks:

@@ -93,7 +93,10 @@ def top_eigenvalue(
                 return [torch.zeros_like(p) for p in params]
             with _double_backward_kernels():
                 out = torch.autograd.grad(
-                    [grads[i] for i in curved], params, grad_outputs=[v[i] for i in curved], retain_graph=True,
+                    [grads[i] for i in curved],
+                    params,
+                    grad_outputs=[v[i] for i in curved],
+                    retain_graph=True,
                     allow_unused=True,
                 )
             return [torch.zeros_like(p) if h is None else h.detach() for h, p in zip(out, params)]

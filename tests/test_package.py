@@ -73,7 +73,8 @@ def test_every_config_file_is_package_data() -> None:
         for path in glob.glob(str(conf / pattern), recursive=True)
     }
     files = config_files()
-    assert "train.yaml" in files and "reproduce/profile/quick.yaml" in files
+    assert "train.yaml" in files
+    assert "reproduce/profile/quick.yaml" in files
     missed = sorted(files - matched)
     assert not missed, f"conf/ files the wheel would leave out (add them to package-data): {missed}"
 
@@ -102,7 +103,7 @@ def test_the_wheel_holds_every_config(tmp_path: Path) -> None:
     prefix = "experiments/conf/"
     with zipfile.ZipFile(wheel) as zf:
         names = zf.namelist()
-    shipped = {n[len(prefix):] for n in names if n.startswith(prefix) and not n.endswith(".py")}
+    shipped = {n[len(prefix) :] for n in names if n.startswith(prefix) and not n.endswith(".py")}
     assert "local/default.yaml" not in shipped
     assert shipped == config_files()
     assert {f"{prefix}__init__.py", f"{prefix}reproduce/__init__.py"} <= set(names)

@@ -66,7 +66,9 @@ class StepTimer(Callback):
         self.seen = 0
         self.window = _Window()
 
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         if self.seen == self.warmup:
             self.window.start()
 

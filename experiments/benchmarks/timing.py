@@ -15,14 +15,14 @@ from torch import nn
 
 WARMUP_STEPS = 10
 """Steps at the start of each run left out of the step-time median."""
-BARE_TRAINER: dict[str, Any] = dict(
-    accelerator="cpu",
-    devices=1,
-    logger=False,
-    enable_checkpointing=False,
-    enable_progress_bar=False,
-    enable_model_summary=False,
-)
+BARE_TRAINER: dict[str, Any] = {
+    "accelerator": "cpu",
+    "devices": 1,
+    "logger": False,
+    "enable_checkpointing": False,
+    "enable_progress_bar": False,
+    "enable_model_summary": False,
+}
 """Trainer arguments of a timed or benchmarked run: the CPU, no logger, checkpoints, progress bar or summary."""
 
 

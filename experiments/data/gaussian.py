@@ -86,7 +86,9 @@ class GaussianClassesDataModule(InMemoryDataModule):
         if not self.classes:
             gen = torch.Generator().manual_seed(self.seed)
             for task, mean in (("A", self.low_mean), ("B", self.high_mean)):
-                train, evals = (mean + self.std * torch.randn(m, self.dim, generator=gen) for m in (self.n, self.n_eval))
+                train, evals = (
+                    mean + self.std * torch.randn(m, self.dim, generator=gen) for m in (self.n, self.n_eval)
+                )
                 self.classes[task] = (train, evals)
             self.val_set = self.test_set = (self.classes["A"][1],)
         self._select_train()

@@ -77,7 +77,12 @@ class HousingDataModule(InMemoryDataModule):
             raise ValueError(f"`test_size` must be in (0, 1), got {test_size}.")
         if not 0.0 <= val_fraction < 1.0:
             raise ValueError(f"`val_fraction` must be in [0, 1), got {val_fraction}.")
-        self.data_home, self.test_size, self.split_seed, self.val_fraction = data_home, test_size, split_seed, val_fraction
+        self.data_home, self.test_size, self.split_seed, self.val_fraction = (
+            data_home,
+            test_size,
+            split_seed,
+            val_fraction,
+        )
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
@@ -89,7 +94,7 @@ class HousingDataModule(InMemoryDataModule):
         x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=self.test_size, random_state=self.split_seed)
         scaler = StandardScaler().fit(x_tr)
         x_tr, x_te = scaler.transform(x_tr), scaler.transform(x_te)
-        as_t = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
+        as_t = lambda a: torch.as_tensor(a, dtype=torch.float32)
         train = (as_t(x_tr), as_t(y_tr).unsqueeze(1))
         self.test_set = (as_t(x_te), as_t(y_te).unsqueeze(1))
         if self.val_fraction > 0:

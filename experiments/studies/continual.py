@@ -82,7 +82,9 @@ class ContinualStudy(Study):
         runs = []
         for i, (row, overrides) in enumerate(self.rows().items()):
             for seed in p["seeds"]:
-                runs.append(Run(f"row{i}/seed{seed}", [*overrides, *length, f"seed={seed}"], row=row, post=adaptation_extras))
+                runs.append(
+                    Run(f"row{i}/seed{seed}", [*overrides, *length, f"seed={seed}"], row=row, post=adaptation_extras)
+                )
         return runs
 
     def analyse(self, results: list[RunResult]) -> Section:
@@ -107,7 +109,10 @@ class ContinualStudy(Study):
             cells = [
                 row,
                 mean_std(values(good, "pretrain/loss_A")),
-                mean_std(epochs, 1) + ("" if reached == len(good) else f"; {len(good) - reached} not adapted in {p['adapt_epochs']} epochs"),
+                mean_std(epochs, 1)
+                + (
+                    "" if reached == len(good) else f"; {len(good) - reached} not adapted in {p['adapt_epochs']} epochs"
+                ),
                 mean_std(loss_a),
                 mean_std(forget),
             ]
@@ -120,11 +125,16 @@ class ContinualStudy(Study):
                 else:
                     v_loss, claim_text = verdict(within_factor(m["loss_A"], claim_loss, FACTOR)), f"~{claim_loss}"
                 v_epochs = verdict(within_factor(m["epochs"], claim_epochs, FACTOR) if reached else False)
-                main.append([*cells[:2], f"~{claim_epochs:g}", cells[2], v_epochs, claim_text, cells[3], v_loss, cells[4]])
+                main.append(
+                    [*cells[:2], f"~{claim_epochs:g}", cells[2], v_epochs, claim_text, cells[3], v_loss, cells[4]]
+                )
             else:
                 spikes = values(good, "spikes")
-                detail = (f"spikes {mean_std(spikes, 1)}, final LR {mean_std(values(good, 'adapt/final_lr'), 4)}"
-                          if any(math.isfinite(s) for s in spikes) else "—")
+                detail = (
+                    f"spikes {mean_std(spikes, 1)}, final LR {mean_std(values(good, 'adapt/final_lr'), 4)}"
+                    if any(math.isfinite(s) for s in spikes)
+                    else "—"
+                )
                 extra.append([*cells, detail])
 
         order = self._orderings(means)
@@ -134,18 +144,36 @@ class ContinualStudy(Study):
             Table(
                 f"Seed rows: mean ± std over seeds {list(p['seeds'])}. 'Adapted' = first adaptation epoch with "
                 "class-1 validation loss ≤ 0.02; forgetting = class-0 loss after adapting − after pretraining",
-                ["pretraining", "class-0 loss after pretrain", "seed: epochs to adapt", "measured", "verdict",
-                 "seed: class-0 loss after adapt", "measured", "verdict", "forgetting"],
+                [
+                    "pretraining",
+                    "class-0 loss after pretrain",
+                    "seed: epochs to adapt",
+                    "measured",
+                    "verdict",
+                    "seed: class-0 loss after adapt",
+                    "measured",
+                    "verdict",
+                    "forgetting",
+                ],
                 main,
             ),
             Table("Orderings the seed implies", ["claim", "measured (means)", "verdict"], order),
         ]
         if extra:
-            tables.append(Table(
-                "Beyond the seed (positive pretraining; adaptation changed)",
-                ["adaptation", "class-0 loss after pretrain", "epochs to adapt", "class-0 loss after adapt", "forgetting", "LR control"],
-                extra,
-            ))
+            tables.append(
+                Table(
+                    "Beyond the seed (positive pretraining; adaptation changed)",
+                    [
+                        "adaptation",
+                        "class-0 loss after pretrain",
+                        "epochs to adapt",
+                        "class-0 loss after adapt",
+                        "forgetting",
+                        "LR control",
+                    ],
+                    extra,
+                )
+            )
         return self.section(
             tables=tables,
             figures=figs,
@@ -176,12 +204,16 @@ class ContinualStudy(Study):
         fast = e["negative"] < e["alternating"] < e["positive"]
         retain = la["alternating"] < la["positive"]
         return [
-            ["adaptation speed: negative < alternating < positive (25 < 35 < 40 epochs)",
-             f"{num(e['negative'], 3)} / {num(e['alternating'], 3)} / {num(e['positive'], 3)}",
-             verdict(fast)],
-            ["alternating retains class 0 better than positive (0.150 < 0.180)",
-             f"{num(la['alternating'])} vs {num(la['positive'])}",
-             verdict(retain if all(map(math.isfinite, la.values())) else None)],
+            [
+                "adaptation speed: negative < alternating < positive (25 < 35 < 40 epochs)",
+                f"{num(e['negative'], 3)} / {num(e['alternating'], 3)} / {num(e['positive'], 3)}",
+                verdict(fast),
+            ],
+            [
+                "alternating retains class 0 better than positive (0.150 < 0.180)",
+                f"{num(la['alternating'])} vs {num(la['positive'])}",
+                verdict(retain if all(map(math.isfinite, la.values())) else None),
+            ],
         ]
 
     @staticmethod
@@ -189,7 +221,9 @@ class ContinualStudy(Study):
         if not all(k in m for k in CLAIMS):
             return ["Some seed rows did not run; see the error above."]
         alt, neg, pos = m["alternating"], m["negative"], m["positive"]
-        adapt = lambda r: f"{num(r['epochs'], 3)} epochs" if math.isfinite(r["epochs"]) else f"not within {p['adapt_epochs']} epochs"
+        adapt = lambda r: (
+            f"{num(r['epochs'], 3)} epochs" if math.isfinite(r["epochs"]) else f"not within {p['adapt_epochs']} epochs"
+        )
         text = [
             f"Pretraining (class-0 loss, untrained {num(pos['init_A'])}): positive-only reaches {num(pos['pre_A'])}; "
             f"alternating stays at {num(alt['pre_A'])}, since each (+, −) pair of full-batch epochs nearly cancels "
@@ -203,13 +237,19 @@ class ContinualStudy(Study):
             + (" — nearly the same. " if same else ". ")
             + f"Forgetting as defined here (rise from the post-pretraining loss) is {num(pos['forget'])} for positive "
             f"and {num(alt['forget'])} for alternating"
-            + (", but only because alternating pretraining never learned class 0: it had nothing to forget. After "
-               "adaptation both networks map class 0 to much the same outputs, so the seed's reading (alternation "
-               "keeps a shallower minimum that balances retention and adaptability) is not supported by this control. "
-               if same and alt["pre_A"] > pos["pre_A"] + 0.02 else ". ")
-            + ("Alternating pretraining does adapt faster than positive pretraining: it starts from a network that "
-               "still sits near its initialisation, with outputs that have not yet committed to class 0. "
-               if math.isfinite(alt["epochs"]) and alt["epochs"] < pos["epochs"] else "")
+            + (
+                ", but only because alternating pretraining never learned class 0: it had nothing to forget. After "
+                "adaptation both networks map class 0 to much the same outputs, so the seed's reading (alternation "
+                "keeps a shallower minimum that balances retention and adaptability) is not supported by this control. "
+                if same and alt["pre_A"] > pos["pre_A"] + 0.02
+                else ". "
+            )
+            + (
+                "Alternating pretraining does adapt faster than positive pretraining: it starts from a network that "
+                "still sits near its initialisation, with outputs that have not yet committed to class 0. "
+                if math.isfinite(alt["epochs"]) and alt["epochs"] < pos["epochs"]
+                else ""
+            )
         )
         if not math.isfinite(neg["epochs"]):
             text.append(
@@ -219,8 +259,11 @@ class ContinualStudy(Study):
             )
         ewc = [k for k in m if k.startswith("positive + EWC")]
         if ewc:
-            parts = "; ".join(f"{k.split('(')[1].rstrip(')')}: forgetting {num(m[k]['forget'])}, class-0 loss "
-                              f"{num(m[k]['loss_A'])}, {adapt(m[k])}" for k in ewc)
+            parts = "; ".join(
+                f"{k.split('(')[1].rstrip(')')}: forgetting {num(m[k]['forget'])}, class-0 loss "
+                f"{num(m[k]['loss_A'])}, {adapt(m[k])}"
+                for k in ewc
+            )
             text.append(
                 f"EWC ({parts}) against plain positive adaptation (forgetting {num(pos['forget'])}, {adapt(pos)}). The "
                 "diagonal quadratic penalty removes only a small part of the forgetting. The two classes differ by "
@@ -236,7 +279,11 @@ class ContinualStudy(Study):
                 f"> 10%): {adapt(s)}, class-0 loss {num(s['loss_A'])} (forgetting {num(s['forget'])}), with "
                 f"{num(s.get('spikes', math.nan), 2)} spikes on average. A converging adaptation rarely raises its "
                 "epoch loss, so the rule mostly leaves the high starting LR alone and the speed-up comes from that LR"
-                + (", with the forgetting of plain positive adaptation." if abs(s["loss_A"] - pos["loss_A"]) < 0.01 else ".")
+                + (
+                    ", with the forgetting of plain positive adaptation."
+                    if abs(s["loss_A"] - pos["loss_A"]) < 0.01
+                    else "."
+                )
             )
         return text
 
@@ -259,10 +306,16 @@ class ContinualStudy(Study):
                     plot_series(ax, mean, np.arange(1, n + 1), label=row)
                     plotted[i] += mean.tolist()
         axes[0].axhline(0.02, color="grey", ls=":", label="adapted (0.02)")
-        axes[0].set(yscale="log", xlabel="adaptation epoch", ylabel="class-1 validation loss", title="Adapting to class 1")
+        axes[0].set(
+            yscale="log", xlabel="adaptation epoch", ylabel="class-1 validation loss", title="Adapting to class 1"
+        )
         scale = set_yscale(axes[1], plotted[1])
         axes[1].set(xlabel="adaptation epoch", ylabel="class-0 validation loss",
                     title="Class 0 during adaptation" + (f" ({scale} scale)" if scale != "linear" else ""))  # fmt: skip
         axes[0].legend(fontsize=7)
         fig.tight_layout()
-        return self.figure(fig, "adaptation", "Mean over seeds of the class-1 (left) and class-0 (right) validation loss during adaptation")
+        return self.figure(
+            fig,
+            "adaptation",
+            "Mean over seeds of the class-1 (left) and class-0 (right) validation loss during adaptation",
+        )

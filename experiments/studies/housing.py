@@ -62,9 +62,21 @@ class HousingStudy(Study):
         p = self.params
         return {
             "fixed LR 0.01": ["experiment=study_housing", "optimizer.lr=0.01"],
-            "step decay": ["experiment=study_housing_step", "optimizer.lr=0.01", f"callbacks.step_decay.step_size={p['step_size']}"],
-            "spike-adaptive (halve)": ["experiment=study_housing_spike", "optimizer.lr=0.1", "callbacks.spike_adaptive.decay=halve"],
-            "spike-adaptive (sqrt)": ["experiment=study_housing_spike", "optimizer.lr=0.1", "callbacks.spike_adaptive.decay=sqrt"],
+            "step decay": [
+                "experiment=study_housing_step",
+                "optimizer.lr=0.01",
+                f"callbacks.step_decay.step_size={p['step_size']}",
+            ],
+            "spike-adaptive (halve)": [
+                "experiment=study_housing_spike",
+                "optimizer.lr=0.1",
+                "callbacks.spike_adaptive.decay=halve",
+            ],
+            "spike-adaptive (sqrt)": [
+                "experiment=study_housing_spike",
+                "optimizer.lr=0.1",
+                "callbacks.spike_adaptive.decay=sqrt",
+            ],
         }
 
     def plan(self) -> list[Run]:
@@ -78,7 +90,9 @@ class HousingStudy(Study):
         runs = []
         for i, (row, overrides) in enumerate(self.rows().items()):
             for seed in p["seeds"]:
-                slug = row.split(" ")[0].replace("-", "_") + ("" if "(" not in row else "_" + row.split("(")[1].rstrip(")"))
+                slug = row.split(" ")[0].replace("-", "_") + (
+                    "" if "(" not in row else "_" + row.split("(")[1].rstrip(")")
+                )
                 runs.append(Run(f"{slug}/seed{seed}", [*overrides, *common, f"seed={seed}"], row=row, post=final_lr))
         return runs
 
@@ -97,9 +111,16 @@ class HousingStudy(Study):
             red = (loss[0] - loss[window - 1]) / loss[0] if len(loss) >= window and loss[0] else math.nan
             rmse = r.get("test/rmse")
             peak = max((x for x in loss if math.isfinite(x)), default=math.nan)
-            measured[row] = {"rmse": rmse, "lr": r.get("final/lr"), "reduction": red, "seconds": r.seconds,
-                             "peak": peak, "peak_epoch": loss.index(peak) if math.isfinite(peak) else -1,
-                             "spikes": r.get("spikes"), "first": loss[0] if loss else math.nan}
+            measured[row] = {
+                "rmse": rmse,
+                "lr": r.get("final/lr"),
+                "reduction": red,
+                "seconds": r.seconds,
+                "peak": peak,
+                "peak_epoch": loss.index(peak) if math.isfinite(peak) else -1,
+                "spikes": r.get("spikes"),
+                "first": loss[0] if loss else math.nan,
+            }
             seed_value = SEED_RMSE.get(row)
             if seed_value is None:
                 v = "extra"
@@ -108,10 +129,19 @@ class HousingStudy(Study):
             else:
                 v = verdict(abs(rmse - seed_value) <= TOLERANCE if math.isfinite(rmse) else False)
             spikes = r.get("spikes")
-            main.append([
-                row, num(seed_value) if seed_value else "—", num(rmse), v, num(r.get("final/lr"), 4),
-                num(red, 3), num(peak, 3), num(spikes, 3) if math.isfinite(spikes) else "—", f"{r.seconds:.0f}",
-            ])
+            main.append(
+                [
+                    row,
+                    num(seed_value) if seed_value else "—",
+                    num(rmse),
+                    v,
+                    num(r.get("final/lr"), 4),
+                    num(red, 3),
+                    num(peak, 3),
+                    num(spikes, 3) if math.isfinite(spikes) else "—",
+                    f"{r.seconds:.0f}",
+                ]
+            )
         analysis = self._analysis(measured, ols, batch_bound, p, window)
         figs = [self._figure(rows, window)] if measured else []
         return self.section(
@@ -119,16 +149,31 @@ class HousingStudy(Study):
                 Table(
                     f"Test RMSE after {p['epochs']} epochs (seed split, 4128 test rows), final LR, and loss reduction "
                     f"(L_0 − L_{window - 1}) / L_0 of the epoch-mean training loss over the first {window} epochs",
-                    ["method", "seed's RMSE", "measured RMSE", "verdict", "final LR", f"reduction, first {window} ep.",
-                     "highest epoch loss", "spikes", "wall s"],
+                    [
+                        "method",
+                        "seed's RMSE",
+                        "measured RMSE",
+                        "verdict",
+                        "final LR",
+                        f"reduction, first {window} ep.",
+                        "highest epoch loss",
+                        "spikes",
+                        "wall s",
+                    ],
                     main,
                 ),
                 Table(
                     "References on the same split",
                     ["reference", "value"],
-                    [["OLS test RMSE (README of the data)", num(OLS_RMSE, 6)], ["OLS test RMSE (computed here)", num(ols, 6)],
-                     ["seed's numpy code, its three models (wall s, this machine)", f"~{SEED_NUMPY_SECONDS:.0f}"],
-                     ["ours, four models (sum of run wall times, s)", f"{sum(m['seconds'] for m in measured.values()):.0f}"]],
+                    [
+                        ["OLS test RMSE (README of the data)", num(OLS_RMSE, 6)],
+                        ["OLS test RMSE (computed here)", num(ols, 6)],
+                        ["seed's numpy code, its three models (wall s, this machine)", f"~{SEED_NUMPY_SECONDS:.0f}"],
+                        [
+                            "ours, four models (sum of run wall times, s)",
+                            f"{sum(m['seconds'] for m in measured.values()):.0f}",
+                        ],
+                    ],
                 ),
             ],
             figures=figs,
@@ -151,9 +196,7 @@ class HousingStudy(Study):
         if not m:
             return []
         rm = {k: v["rmse"] for k, v in m.items()}
-        text = [
-            "Test RMSE: " + ", ".join(f"{k} {num(v)}" for k, v in rm.items()) + f"; OLS floor {num(ols)}."
-        ]
+        text = ["Test RMSE: " + ", ".join(f"{k} {num(v)}" for k, v in rm.items()) + f"; OLS floor {num(ols)}."]
         fixed, step = m.get("fixed LR 0.01"), m.get("step decay")
         decayed = [v["rmse"] - ols for k, v in m.items() if k != "fixed LR 0.01" and math.isfinite(v["rmse"])]
         if fixed and math.isfinite(fixed["rmse"]) and decayed:
@@ -173,16 +216,22 @@ class HousingStudy(Study):
             blew_up = a["peak"] > 100 * a["first"]
             text.append(
                 f"{name}: the epoch loss peaks at {num(a['peak'], 3)} in epoch {a['peak_epoch']} "
-                + (f"(the first epoch's is {num(a['first'], 3)}): at η = 0.1 mini-batch SGD diverges, although 0.1 is "
-                   "below the full-batch bound 2/λ_max ≈ 0.49 (tutorial section). Rows with extreme standardised features "
-                   "(average occupancy up to 107 standard deviations) give single batches a curvature far above the "
-                   "full-batch one, and each such batch multiplies the error along that feature. "
-                   f"The rule then cuts η at every spike ({num(a['spikes'], 2)} spikes, final η {num(a['lr'], 3)}, "
-                   f"next to the {num(batch_bound, 2)} at which a batch holding the most extreme row becomes stable) "
-                   "and the weights walk back from the blow-up. "
-                   if blew_up else "without a blow-up. ")
-                + (f"After {p['epochs']} epochs it ends at test RMSE {num(a['rmse'])}."
-                   if math.isfinite(a["rmse"]) else "Its test RMSE is not finite.")
+                + (
+                    f"(the first epoch's is {num(a['first'], 3)}): at η = 0.1 mini-batch SGD diverges, although 0.1 is "
+                    "below the full-batch bound 2/λ_max ≈ 0.49 (tutorial section). Rows with extreme standardised features "
+                    "(average occupancy up to 107 standard deviations) give single batches a curvature far above the "
+                    "full-batch one, and each such batch multiplies the error along that feature. "
+                    f"The rule then cuts η at every spike ({num(a['spikes'], 2)} spikes, final η {num(a['lr'], 3)}, "
+                    f"next to the {num(batch_bound, 2)} at which a batch holding the most extreme row becomes stable) "
+                    "and the weights walk back from the blow-up. "
+                    if blew_up
+                    else "without a blow-up. "
+                )
+                + (
+                    f"After {p['epochs']} epochs it ends at test RMSE {num(a['rmse'])}."
+                    if math.isfinite(a["rmse"])
+                    else "Its test RMSE is not finite."
+                )
             )
         blown = [k for k, v in m.items() if k.startswith("spike") and v["peak"] > 100 * v["first"]]
         if blown:
@@ -192,9 +241,12 @@ class HousingStudy(Study):
                 "way before it recovers to that value) is a recovery from a divergence, not a smoother descent: "
                 "'adaptive LR may converge faster by starting high' is contradicted by its own run. The early "
                 f"loss reduction (L_0 − L_{window - 1}) / L_0 = {num(a['reduction'], 3)} of {blown[0]} "
-                + ("looks like the fastest start only because L_0, the mean of the first epoch, is already "
-                   f"{num(a['first'], 3)}." if a["reduction"] > 0 else "is negative: the loss is still above the "
-                   "blown-up first epoch's.")
+                + (
+                    "looks like the fastest start only because L_0, the mean of the first epoch, is already "
+                    f"{num(a['first'], 3)}."
+                    if a["reduction"] > 0
+                    else "is negative: the loss is still above the blown-up first epoch's."
+                )
             )
         if fixed and step and fixed["reduction"] == step["reduction"] and p["step_size"] >= window:
             text.append(
@@ -235,7 +287,9 @@ class HousingStudy(Study):
         axes[0, 1].set(xlabel="epoch", ylabel="learning rate", yscale="log", title="Learning rate (log scale)")
         axes[0, 1].legend()
         colors = ["skyblue", "lightcoral", "lightgreen", "khaki"][: len(names)]
-        scale = bar_chart(axes[1, 0], names, rmses, colors, fmt=lambda v: num(v, 4), reference=(OLS_RMSE, f"OLS {OLS_RMSE:.4f}"))
+        scale = bar_chart(
+            axes[1, 0], names, rmses, colors, fmt=lambda v: num(v, 4), reference=(OLS_RMSE, f"OLS {OLS_RMSE:.4f}")
+        )
         axes[1, 0].set(ylabel="test RMSE", title="Test RMSE" + (f" ({scale} scale)" if scale != "linear" else ""))
         axes[1, 0].legend()
         scale = bar_chart(axes[1, 1], names, reds, colors, fmt=lambda v: num(v, 3))

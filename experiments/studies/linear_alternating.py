@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar
 
 import torch
 
@@ -51,7 +51,7 @@ class LinearAlternatingParams:
     epochs: int = 1000
     lr: float = 0.01
     n: int = 100
-    minibatch: Optional[int] = 10  # extra row with this batch size; null to skip
+    minibatch: int | None = 10  # extra row with this batch size; null to skip
     seeds: list[int] = field(default_factory=lambda: [0])
 
 
@@ -107,7 +107,11 @@ class LinearAlternatingStudy(Study):
             good = [r for r in rs if r.ok]
             measured = values(good, "final/train_loss")
             preds = [predicted(r, row) for r in good if r.history.get("train/loss")]
-            claim = f"~{SEED_LOSS}" if row == "alternating" else ("converges (faster)" if row == "positive" else "not in the seed")
+            claim = (
+                f"~{SEED_LOSS}"
+                if row == "alternating"
+                else ("converges (faster)" if row == "positive" else "not in the seed")
+            )
             if row == "alternating":
                 v = verdict(within_factor(_mean(measured), SEED_LOSS, FACTOR))
             elif row == "positive":
@@ -124,7 +128,7 @@ class LinearAlternatingStudy(Study):
         analysis = [
             f"Full-batch GD on this line has curvature h = 2·mean(x²) = {num(h)}, so with η = {eta} one (+η, −η) "
             f"pair of epochs contracts the error by 1 − η²h² = {num(pair, 6)} and the loss by its square. Over "
-            f"{epochs} epochs that leaves a fraction {num(pair ** epochs)} of the initial loss, i.e. the "
+            f"{epochs} epochs that leaves a fraction {num(pair**epochs)} of the initial loss, i.e. the "
             f"alternating run has barely moved: measured loss {num(alt)} against the seed's ~{SEED_LOSS}. "
             f"The positive-only run contracts the error by 1 − ηh = {num(1 - eta * h)} per epoch and reaches "
             f"machine precision.",
@@ -178,8 +182,12 @@ class LinearAlternatingStudy(Study):
         first = next((r for rs in rows.values() for r in rs if r.ok and r.run.row == "alternating"), None)
         if first is not None:
             l0, n = first.history["train/loss"][0], len(first.history["train/loss"])
-            ax.plot(range(n), [l0 * (1 - eta**2 * h**2) ** t for t in range(n)], "k--", label="analytic L_0(1 − η²h²)^t")
-        ax.set(yscale="log", xlabel="epoch", ylabel="epoch-mean training loss", title="y = 2x: alternating vs positive LR")
+            ax.plot(
+                range(n), [l0 * (1 - eta**2 * h**2) ** t for t in range(n)], "k--", label="analytic L_0(1 − η²h²)^t"
+            )
+        ax.set(
+            yscale="log", xlabel="epoch", ylabel="epoch-mean training loss", title="y = 2x: alternating vs positive LR"
+        )
         ax.axhline(SEED_LOSS, color="grey", lw=0.8, ls=":", label="seed claim 0.003")
         ax.legend(fontsize=8)
         fig.tight_layout()

@@ -113,7 +113,7 @@ def execute_one(cfg: DictConfig, post: PostFn | None, keep_steps: bool) -> tuple
         for key, value in (post(metrics, objects) if post is not None else {}).items():
             (history if isinstance(value, list) else metrics)[key] = value
         return metrics, history, time.perf_counter() - start, None
-    except Exception as err:  # noqa: BLE001 - a failed run is reported, the others go on
+    except Exception as err:
         tail = "".join(traceback.format_exception_only(type(err), err)).strip()
         return {}, {}, time.perf_counter() - start, tail
     finally:
@@ -167,7 +167,10 @@ def save_results(path: Path, results: Sequence[RunResult]) -> Path:
     """Every run's metrics, history (post extras included), wall time and error, as JSON (NaN as null)."""
     from experiments.outputs import json_safe
 
-    rows = [{"name": r.run.name, "metrics": r.metrics, "history": r.history, "seconds": r.seconds, "error": r.error} for r in results]
+    rows = [
+        {"name": r.run.name, "metrics": r.metrics, "history": r.history, "seconds": r.seconds, "error": r.error}
+        for r in results
+    ]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(json_safe(rows)))
     return path

@@ -96,38 +96,70 @@ class TutorialStudy(Study):
     def plan(self) -> list[Run]:
         p = self.params
         runs = [
-            Run("trajectories", ["experiment=study_trajectories", f"data.steps_per_epoch={p['trajectory_steps']}", "seed=0"], row="trajectories"),
-            Run("warm_restarts", ["experiment=study_warm_restarts", f"trainer.max_epochs={p['restart_epochs']}", "seed=0"], row="warm_restarts"),
+            Run(
+                "trajectories",
+                ["experiment=study_trajectories", f"data.steps_per_epoch={p['trajectory_steps']}", "seed=0"],
+                row="trajectories",
+            ),
+            Run(
+                "warm_restarts",
+                ["experiment=study_warm_restarts", f"trainer.max_epochs={p['restart_epochs']}", "seed=0"],
+                row="warm_restarts",
+            ),
         ]
         self.quad_bound = quadratic_bound()
         for f in p["bound_factors"]:
-            runs.append(Run(
-                f"bound_quadratic/x{f:g}",
-                ["experiment=study_stability_quadratic", f"optimizer.lr={f * self.quad_bound:.10g}",
-                 f"data.steps_per_epoch={p['gd_steps']}", "seed=0"],
-                row="bound_quadratic",
-            ))
+            runs.append(
+                Run(
+                    f"bound_quadratic/x{f:g}",
+                    [
+                        "experiment=study_stability_quadratic",
+                        f"optimizer.lr={f * self.quad_bound:.10g}",
+                        f"data.steps_per_epoch={p['gd_steps']}",
+                        "seed=0",
+                    ],
+                    row="bound_quadratic",
+                )
+            )
         self.housing_error: str | None = None
         try:
             self.house_bound, self.house_exact, self.batch_bound = housing_bound(self.ctx.data_home)
         except (FileNotFoundError, OSError) as err:
-            self.housing_error = f"California Housing unavailable, so the LR-finder and housing-bound parts did not run: {err}"
+            self.housing_error = (
+                f"California Housing unavailable, so the LR-finder and housing-bound parts did not run: {err}"
+            )
             return runs
         home = [f"data.data_home={self.ctx.data_home}"] if self.ctx.data_home else []
-        runs.append(Run(
-            "lr_finder",
-            ["experiment=study_lr_finder", f"callbacks.lr_finder.num_steps={p['finder_steps']}",
-             f"trainer.max_epochs={p['finder_train_epochs']}", f"trainer.check_val_every_n_epoch={p['finder_train_epochs']}",
-             *home, "seed=0"],
-            row="lr_finder", post=finder_curve,
-        ))
+        runs.append(
+            Run(
+                "lr_finder",
+                [
+                    "experiment=study_lr_finder",
+                    f"callbacks.lr_finder.num_steps={p['finder_steps']}",
+                    f"trainer.max_epochs={p['finder_train_epochs']}",
+                    f"trainer.check_val_every_n_epoch={p['finder_train_epochs']}",
+                    *home,
+                    "seed=0",
+                ],
+                row="lr_finder",
+                post=finder_curve,
+            )
+        )
         for f in p["bound_factors"]:
-            runs.append(Run(
-                f"bound_housing/x{f:g}",
-                ["experiment=study_stability_housing", f"optimizer.lr={f * self.house_bound:.10g}",
-                 f"trainer.max_epochs={p['gd_steps']}", f"trainer.check_val_every_n_epoch={p['gd_steps']}", *home, "seed=0"],
-                row="bound_housing",
-            ))
+            runs.append(
+                Run(
+                    f"bound_housing/x{f:g}",
+                    [
+                        "experiment=study_stability_housing",
+                        f"optimizer.lr={f * self.house_bound:.10g}",
+                        f"trainer.max_epochs={p['gd_steps']}",
+                        f"trainer.check_val_every_n_epoch={p['gd_steps']}",
+                        *home,
+                        "seed=0",
+                    ],
+                    row="bound_housing",
+                )
+            )
         return runs
 
     def analyse(self, results: list[RunResult]) -> Section:
@@ -189,7 +221,13 @@ class TutorialStudy(Study):
             "per coordinate, whatever the curvature, which is what the tutorial means by per-parameter scaling."
         ]
         return (
-            [Table(f"Optimizer trajectories on x² + 10y² after {steps} steps", ["optimizer", "final (x, y)", "final f", "analytic", "verdict"], table_rows)],
+            [
+                Table(
+                    f"Optimizer trajectories on x² + 10y² after {steps} steps",
+                    ["optimizer", "final (x, y)", "final f", "analytic", "verdict"],
+                    table_rows,
+                )
+            ],
             [self.figure(fig, "trajectories", "Tutorial B3: optimizer trajectories on f(x, y) = x² + 10y²")],
             text,
         )
@@ -207,7 +245,11 @@ class TutorialStudy(Study):
         if math.isfinite(sug):
             ax.axvline(sug, color="red", ls="--", label=f"suggestion {sug:.3g} (steepest)")
         ax.axvline(bound, color="black", ls=":", label=f"2/λ_max = {bound:.3g}")
-        ax.set(xlabel="learning rate (log scale)", ylabel="training loss (MSE)", title="LR range test, housing linear model, SGD batch 32")
+        ax.set(
+            xlabel="learning rate (log scale)",
+            ylabel="training loss (MSE)",
+            title="LR range test, housing linear model, SGD batch 32",
+        )
         finite = [v for v in r.history["finder/smoothed"] if math.isfinite(v)]
         if finite:
             top = min(max(finite), 5 * min(finite)) * 1.1
@@ -219,27 +261,47 @@ class TutorialStudy(Study):
         train = r.history.get("train/loss", [])
         trains = bool(train) and math.isfinite(train[-1]) and train[-1] <= train[0]
         rows_ = [
-            ["suggested LR (steepest descent of the smoothed curve)", "a point on the steep descent, below divergence", num(sug, 3), verdict(below)],
+            [
+                "suggested LR (steepest descent of the smoothed curve)",
+                "a point on the steep descent, below divergence",
+                num(sug, 3),
+                verdict(below),
+            ],
             ["2/λ_max of the full-batch loss (max_stable_lr)", "upper end of usable LRs", num(bound, 4), "—"],
-            ["sweep stopped on divergence", "yes, once the loss explodes", "yes" if r.get("finder/diverged") else "no", verdict(bool(r.get("finder/diverged")))],
-            [f"training at the suggestion for {len(train)} epochs: epoch loss first → last, test RMSE", "a good LR to train at",
-             f"{num(train[0] if train else math.nan)} → {num(train[-1] if train else math.nan)}, RMSE {num(r.get('test/rmse'))}",
-             verdict(trains)],
+            [
+                "sweep stopped on divergence",
+                "yes, once the loss explodes",
+                "yes" if r.get("finder/diverged") else "no",
+                verdict(bool(r.get("finder/diverged"))),
+            ],
+            [
+                f"training at the suggestion for {len(train)} epochs: epoch loss first → last, test RMSE",
+                "a good LR to train at",
+                f"{num(train[0] if train else math.nan)} → {num(train[-1] if train else math.nan)}, RMSE {num(r.get('test/rmse'))}",
+                verdict(trains),
+            ],
         ]
         lrs = r.history["finder/lrs"]
         stop = lrs[-1] if lrs else math.nan
         text = [
             f"LR finder: the steepest-descent suggestion is η = {num(sug, 3)}; the sweep "
-            + (f"stopped on divergence at η = {num(stop, 3)}, " if r.get("finder/diverged") else f"ended at η = {num(stop, 3)}, ")
+            + (
+                f"stopped on divergence at η = {num(stop, 3)}, "
+                if r.get("finder/diverged")
+                else f"ended at η = {num(stop, 3)}, "
+            )
             + f"{num(stop / bound, 2)}× the full-batch curvature bound 2/λ_max = {num(bound, 4)}. "
-            + ("Training at the suggestion then diverges: the epoch loss goes from "
-               f"{num(train[0])} to {num(train[-1])} (the fixed η = 0.01 of the housing section stays stable). The "
-               f"sweep's {len(lrs)} steps cover {num(len(lrs) / 516, 2)} of an epoch, while the rows that make a batch "
-               f"unstable above η ≈ {num(getattr(self, 'batch_bound', math.nan), 2)} (see the per-batch bound below) "
-               "turn up once per epoch: a range test on a small slice of a heavy-tailed data set can miss the "
-               "instability that sets the usable LR." if not trains else
-               "Training at the suggestion converges. Mini-batch steps of 32 rows can still diverge below the "
-               "full-batch bound (see the per-batch bound below).")
+            + (
+                "Training at the suggestion then diverges: the epoch loss goes from "
+                f"{num(train[0])} to {num(train[-1])} (the fixed η = 0.01 of the housing section stays stable). The "
+                f"sweep's {len(lrs)} steps cover {num(len(lrs) / 516, 2)} of an epoch, while the rows that make a batch "
+                f"unstable above η ≈ {num(getattr(self, 'batch_bound', math.nan), 2)} (see the per-batch bound below) "
+                "turn up once per epoch: a range test on a small slice of a heavy-tailed data set can miss the "
+                "instability that sets the usable LR."
+                if not trains
+                else "Training at the suggestion converges. Mini-batch steps of 32 rows can still diverge below the "
+                "full-batch bound (see the per-batch bound below)."
+            )
         ]
         return (
             [Table("LR range test (LRFinder) before training", ["quantity", "tutorial", "measured", "verdict"], rows_)],
@@ -271,14 +333,33 @@ class TutorialStudy(Study):
         ax.plot(range(len(logged)), logged, "o", ms=3, label="CosineWarmRestarts callback (LR of each epoch's step)")
         for e in expected:
             ax.axvline(e, color="grey", ls=":", lw=0.8)
-        ax.set(xlabel="epoch", ylabel="learning rate", title=f"Cosine annealing with warm restarts (T_0={T_0}, T_mult={T_MULT})")
+        ax.set(
+            xlabel="epoch",
+            ylabel="learning rate",
+            title=f"Cosine annealing with warm restarts (T_0={T_0}, T_mult={T_MULT})",
+        )
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2, fontsize=8)  # below the axes, off the curve
         fig.tight_layout()
         rows_ = [
-            ["restart epochs", ", ".join(map(str, expected)) + " (periods 10, 20, 40)", ", ".join(map(str, restarts)), verdict(restarts == expected)],
-            ["LR at epoch 0 / just before each restart", f"{LR_MAX} / → {LR_MIN}", f"{num(logged[0] if logged else math.nan)} / "
-             + ", ".join(num(logged[e - 1], 3) for e in expected if e - 1 < len(logged)), "—"],
-            ["max |callback − pure function| over all epochs", "0", num(diff, 3), verdict(diff < 1e-9 if math.isfinite(diff) else None)],
+            [
+                "restart epochs",
+                ", ".join(map(str, expected)) + " (periods 10, 20, 40)",
+                ", ".join(map(str, restarts)),
+                verdict(restarts == expected),
+            ],
+            [
+                "LR at epoch 0 / just before each restart",
+                f"{LR_MAX} / → {LR_MIN}",
+                f"{num(logged[0] if logged else math.nan)} / "
+                + ", ".join(num(logged[e - 1], 3) for e in expected if e - 1 < len(logged)),
+                "—",
+            ],
+            [
+                "max |callback − pure function| over all epochs",
+                "0",
+                num(diff, 3),
+                verdict(diff < 1e-9 if math.isfinite(diff) else None),
+            ],
         ]
         return (
             [Table(f"CosineWarmRestarts over {epochs} epochs", ["quantity", "expected", "measured", "verdict"], rows_)],
@@ -291,41 +372,91 @@ class TutorialStudy(Study):
         quad = [x for x in rows.get("bound_quadratic", []) if x.ok]
         house = [x for x in rows.get("bound_housing", []) if x.ok]
         if quad:
-            table_rows.append(["quadratic x² + 10y²", "2/20 = 0.1", num(self.quad_bound, 6),
-                               verdict(abs(self.quad_bound - 0.1) < 1e-4), "—", "—"])
+            table_rows.append(
+                [
+                    "quadratic x² + 10y²",
+                    "2/20 = 0.1",
+                    num(self.quad_bound, 6),
+                    verdict(abs(self.quad_bound - 0.1) < 1e-4),
+                    "—",
+                    "—",
+                ]
+            )
             for r in quad:
                 f0 = _surface(_Point(), None).item()
                 f1 = r.get("trajectory/optimizer/final_loss")
                 lr = float(next(o for o in r.run.overrides if o.startswith("optimizer.lr=")).split("=")[1])
                 stable = lr < self.quad_bound
-                table_rows.append([f"  GD at {r.run.name.split('/x')[1]}× the bound (η = {num(lr, 4)}), {self.params['gd_steps']} steps",
-                                   "converges" if stable else "diverges", "—", "—", f"f: {num(f0)} → {num(f1)}",
-                                   verdict((f1 < f0) == stable if math.isfinite(f1) else not stable)])
+                table_rows.append(
+                    [
+                        f"  GD at {r.run.name.split('/x')[1]}× the bound (η = {num(lr, 4)}), {self.params['gd_steps']} steps",
+                        "converges" if stable else "diverges",
+                        "—",
+                        "—",
+                        f"f: {num(f0)} → {num(f1)}",
+                        verdict((f1 < f0) == stable if math.isfinite(f1) else not stable),
+                    ]
+                )
         if house:
-            table_rows.append(["housing linear model, full-batch MSE", f"2/λ_max (eigvalsh) = {num(self.house_exact, 6)}",
-                               num(self.house_bound, 6), verdict(abs(self.house_bound / self.house_exact - 1) < 1e-3), "—", "—"])
+            table_rows.append(
+                [
+                    "housing linear model, full-batch MSE",
+                    f"2/λ_max (eigvalsh) = {num(self.house_exact, 6)}",
+                    num(self.house_bound, 6),
+                    verdict(abs(self.house_bound / self.house_exact - 1) < 1e-3),
+                    "—",
+                    "—",
+                ]
+            )
             for r in house:
                 loss = r.history.get("train/loss", [])
                 lr = float(next(o for o in r.run.overrides if o.startswith("optimizer.lr=")).split("=")[1])
                 stable = lr < self.house_exact
                 grew = not math.isfinite(loss[-1]) or loss[-1] > loss[0]
-                table_rows.append([f"  GD at {r.run.name.split('/x')[1]}× the bound (η = {num(lr, 4)}), {len(loss)} steps",
-                                   "converges" if stable else "diverges", "—", "—", f"loss: {num(loss[0])} → {num(loss[-1])}",
-                                   verdict(grew != stable)])
-            table_rows.append(["  one batch of 32 holding the largest-norm row", f"2/λ ≤ {num(self.batch_bound, 3)}", "—", "—", "—", "—"])
+                table_rows.append(
+                    [
+                        f"  GD at {r.run.name.split('/x')[1]}× the bound (η = {num(lr, 4)}), {len(loss)} steps",
+                        "converges" if stable else "diverges",
+                        "—",
+                        "—",
+                        f"loss: {num(loss[0])} → {num(loss[-1])}",
+                        verdict(grew != stable),
+                    ]
+                )
+            table_rows.append(
+                [
+                    "  one batch of 32 holding the largest-norm row",
+                    f"2/λ ≤ {num(self.batch_bound, 3)}",
+                    "—",
+                    "—",
+                    "—",
+                    "—",
+                ]
+            )
         if table_rows:
             text.append(
                 "η < 2/λ_max: max_stable_lr recovers the bound (to 1e-4 on the quadratic, against the exact eigenvalue "
                 "on housing), and plain gradient descent converges just below it and diverges just above it on both "
                 "problems."
-                + (f" The bound is for the full-batch loss: a mini-batch step sees its batch's curvature, and a batch "
-                   f"of 32 holding the most extreme housing row is stable only below η ≈ {num(self.batch_bound, 2)}. "
-                   "That is why mini-batch SGD at η = 0.1 (the spike-adaptive start of the housing section) blows up "
-                   "although 0.1 is a fifth of the full-batch bound." if house else "")
+                + (
+                    f" The bound is for the full-batch loss: a mini-batch step sees its batch's curvature, and a batch "
+                    f"of 32 holding the most extreme housing row is stable only below η ≈ {num(self.batch_bound, 2)}. "
+                    "That is why mini-batch SGD at η = 0.1 (the spike-adaptive start of the housing section) blows up "
+                    "although 0.1 is a fifth of the full-batch bound."
+                    if house
+                    else ""
+                )
             )
         return (
-            [Table("Stability bound η < 2/λ_max (solutions A1, A5)", ["problem", "analytic bound", "max_stable_lr", "verdict", "GD outcome", "verdict"], table_rows)]
-            if table_rows else [],
+            [
+                Table(
+                    "Stability bound η < 2/λ_max (solutions A1, A5)",
+                    ["problem", "analytic bound", "max_stable_lr", "verdict", "GD outcome", "verdict"],
+                    table_rows,
+                )
+            ]
+            if table_rows
+            else [],
             [],
             text,
         )

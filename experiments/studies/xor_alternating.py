@@ -59,8 +59,12 @@ class XORAlternatingStudy(Study):
             f"task.hidden_dim={p['hidden_dim']}",
         ]
         return [
-            Run(f"{row}/seed{seed}", [*common, f"callbacks.sign_alternation.pattern={pattern}", f"seed={seed}"],
-                row=row, post=predictions)
+            Run(
+                f"{row}/seed{seed}",
+                [*common, f"callbacks.sign_alternation.pattern={pattern}", f"seed={seed}"],
+                row=row,
+                post=predictions,
+            )
             for row, pattern in self.ROWS.items()
             for seed in p["seeds"]
         ]
@@ -70,25 +74,53 @@ class XORAlternatingStudy(Study):
         rows = by_row(results)
         alt = [r for r in rows.get("alternating", []) if r.ok]
         pos = [r for r in rows.get("positive", []) if r.ok]
-        stuck = [r for r in alt if abs(r.get("final/loss") - CHANCE) < 0.05 and r.get("final/max_abs_p_minus_half") < 0.1]
+        stuck = [
+            r for r in alt if abs(r.get("final/loss") - CHANCE) < 0.05 and r.get("final/max_abs_p_minus_half") < 0.1
+        ]
         converged = [r for r in pos if r.get("final/loss") < 0.1 and r.get("final/accuracy") == 1.0]
         alt_conv = [r for r in alt if r.get("final/loss") < 0.1 and r.get("final/accuracy") == 1.0]
         n_alt, n_pos = len(alt), len(pos)
         table_rows = [
-            ["alternating: final loss", "~0.693 (stuck)", mean_std(values(alt, "final/loss")),
-             verdict(len(stuck) == n_alt if n_alt else None, partly=bool(stuck))],
-            ["alternating: predictions", "all ~0.5", f"max |p − 0.5| = {mean_std(values(alt, 'final/max_abs_p_minus_half'))}; "
-             f"{len(stuck)} of {n_alt} seeds stuck at chance", verdict(len(stuck) == n_alt if n_alt else None, partly=bool(stuck))],
+            [
+                "alternating: final loss",
+                "~0.693 (stuck)",
+                mean_std(values(alt, "final/loss")),
+                verdict(len(stuck) == n_alt if n_alt else None, partly=bool(stuck)),
+            ],
+            [
+                "alternating: predictions",
+                "all ~0.5",
+                f"max |p − 0.5| = {mean_std(values(alt, 'final/max_abs_p_minus_half'))}; "
+                f"{len(stuck)} of {n_alt} seeds stuck at chance",
+                verdict(len(stuck) == n_alt if n_alt else None, partly=bool(stuck)),
+            ],
             ["alternating: accuracy", "(chance)", mean_std(values(alt, "final/accuracy")), "—"],
-            ["positive: final loss", "converges quickly", mean_std(values(pos, "final/loss")),
-             verdict(len(converged) == n_pos if n_pos else None, partly=bool(converged))],
-            ["positive: converged seeds (loss < 0.1, accuracy 1)", "all", f"{len(converged)} of {n_pos}",
-             verdict(len(converged) == n_pos if n_pos else None, partly=bool(converged))],
-            ["positive: first epoch with loss < 0.1 and accuracy 1", "quickly", mean_std([r.get("convergence_epoch") + 1 for r in pos], 1), "—"],
+            [
+                "positive: final loss",
+                "converges quickly",
+                mean_std(values(pos, "final/loss")),
+                verdict(len(converged) == n_pos if n_pos else None, partly=bool(converged)),
+            ],
+            [
+                "positive: converged seeds (loss < 0.1, accuracy 1)",
+                "all",
+                f"{len(converged)} of {n_pos}",
+                verdict(len(converged) == n_pos if n_pos else None, partly=bool(converged)),
+            ],
+            [
+                "positive: first epoch with loss < 0.1 and accuracy 1",
+                "quickly",
+                mean_std([r.get("convergence_epoch") + 1 for r in pos], 1),
+                "—",
+            ],
         ]
         per_seed = [
-            [r.run.name, num(r.get("final/loss")), num(r.get("final/accuracy")),
-             ", ".join(num(r.get(f"final/p{i}"), 3) for i in range(4))]
+            [
+                r.run.name,
+                num(r.get("final/loss")),
+                num(r.get("final/accuracy")),
+                ", ".join(num(r.get(f"final/p{i}"), 3) for i in range(4)),
+            ]
             for r in alt + pos
         ]
         failed = [r for r in pos if r not in converged]
@@ -108,8 +140,16 @@ class XORAlternatingStudy(Study):
         ]
         return self.section(
             tables=[
-                Table(f"After {p['epochs']} epochs, seeds {list(p['seeds'])}", ["quantity", "seed claim", "measured", "verdict"], table_rows),
-                Table("Per seed: final BCE, accuracy, outputs on (0,0), (0,1), (1,0), (1,1)", ["run", "loss", "accuracy", "outputs"], per_seed),
+                Table(
+                    f"After {p['epochs']} epochs, seeds {list(p['seeds'])}",
+                    ["quantity", "seed claim", "measured", "verdict"],
+                    table_rows,
+                ),
+                Table(
+                    "Per seed: final BCE, accuracy, outputs on (0,0), (0,1), (1,0), (1,1)",
+                    ["run", "loss", "accuracy", "outputs"],
+                    per_seed,
+                ),
             ],
             figures=[self._figure(rows)] if alt or pos else [],
             analysis=analysis,
@@ -134,7 +174,12 @@ class XORAlternatingStudy(Study):
                 loss = r.history.get("train/loss", [])
                 plot_series(ax, loss, color=colors.get(row), alpha=0.6, lw=1, label=row if i == 0 else None)
         ax.axhline(CHANCE, color="grey", ls=":", label="ln 2 (chance)")
-        ax.set(xlabel="epoch", ylabel="epoch training loss (BCE)", yscale="log", title="XOR: alternating ±1.0 vs positive 1.0")
+        ax.set(
+            xlabel="epoch",
+            ylabel="epoch training loss (BCE)",
+            yscale="log",
+            title="XOR: alternating ±1.0 vs positive 1.0",
+        )
         ax.legend()
         fig.tight_layout()
         return self.figure(fig, "loss", "XOR training loss per epoch, one line per seed")

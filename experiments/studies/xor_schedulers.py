@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from experiments.report import Section, Table, mean_std, num
 from experiments.studies.base import (
@@ -35,7 +35,7 @@ FACTOR = 1.5
 class XORSchedulersParams:
     epochs: int = 200
     hidden_dim: int = 2
-    wide_hidden_dim: Optional[int] = 8
+    wide_hidden_dim: int | None = 8
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
 
 
@@ -60,11 +60,19 @@ class XORSchedulersStudy(Study):
         for width in self.widths():
             for i, (name, (preset, _)) in enumerate(SCHEDULES.items()):
                 for seed in p["seeds"]:
-                    runs.append(Run(
-                        f"h{width}/{preset.removeprefix('study_xor_')}/seed{seed}",
-                        [f"experiment={preset}", f"task.hidden_dim={width}", f"trainer.max_epochs={p['epochs']}", f"seed={seed}"],
-                        row=f"{name}|{width}", post=epochs_to_converge,
-                    ))
+                    runs.append(
+                        Run(
+                            f"h{width}/{preset.removeprefix('study_xor_')}/seed{seed}",
+                            [
+                                f"experiment={preset}",
+                                f"task.hidden_dim={width}",
+                                f"trainer.max_epochs={p['epochs']}",
+                                f"seed={seed}",
+                            ],
+                            row=f"{name}|{width}",
+                            post=epochs_to_converge,
+                        )
+                    )
         return runs
 
     def analyse(self, results: list[RunResult]) -> Section:
@@ -84,23 +92,38 @@ class XORSchedulersStudy(Study):
                 elif width != p["hidden_dim"]:
                     v = "extra"
                 else:
-                    v = verdict(within_factor(mean, claim, FACTOR) if len(conv) == len(good) else False,
-                                partly=bool(within_factor(mean, claim, FACTOR)))
-                table_rows.append([
-                    name, f"~{claim:g}" if claim else "—", mean_std(epochs, 1), f"{len(conv)} of {len(good)}",
-                    mean_std(values(good, "train/loss"), 3), v,
-                ])
+                    v = verdict(
+                        within_factor(mean, claim, FACTOR) if len(conv) == len(good) else False,
+                        partly=bool(within_factor(mean, claim, FACTOR)),
+                    )
+                table_rows.append(
+                    [
+                        name,
+                        f"~{claim:g}" if claim else "—",
+                        mean_std(epochs, 1),
+                        f"{len(conv)} of {len(good)}",
+                        mean_std(values(good, "train/loss"), 3),
+                        v,
+                    ]
+                )
             label = "as in the seed" if width == p["hidden_dim"] else "wider variant, not in the seed"
-            tables.append(Table(
-                f"2 → {width} → 1 ({label}): epochs until the epoch's training loss < 0.1 with accuracy 1 "
-                f"(mean ± std over the seeds that converged within {p['epochs']} epochs)",
-                ["schedule", "seed: epochs", "measured epochs", "converged", "final train loss", "verdict"],
-                table_rows,
-            ))
+            tables.append(
+                Table(
+                    f"2 → {width} → 1 ({label}): epochs until the epoch's training loss < 0.1 with accuracy 1 "
+                    f"(mean ± std over the seeds that converged within {p['epochs']} epochs)",
+                    ["schedule", "seed: epochs", "measured epochs", "converged", "final train loss", "verdict"],
+                    table_rows,
+                )
+            )
         ranking = self._ranking(summary, p["hidden_dim"])
         if ranking:
-            tables.append(Table("The seed's ranking (cyclical fastest, then cosine / plateau, exponential, step)",
-                                ["claim", "measured", "verdict"], ranking))
+            tables.append(
+                Table(
+                    "The seed's ranking (cyclical fastest, then cosine / plateau, exponential, step)",
+                    ["claim", "measured", "verdict"],
+                    ranking,
+                )
+            )
         return self.section(
             tables=tables,
             figures=[self._figure(rows)] if any(r.ok for r in results) else [],
@@ -144,8 +167,16 @@ class XORSchedulersStudy(Study):
         fastest = min(finite, key=finite.get)
         slowest = max(finite, key=finite.get)
         return [
-            ["cyclical converges fastest", f"fastest: {fastest} ({num(finite[fastest], 3)} epochs)", verdict(fastest.startswith("cyclical"))],
-            ["step decay is the slowest", f"slowest: {slowest} ({num(finite[slowest], 3)} epochs)", verdict(slowest.startswith("step"))],
+            [
+                "cyclical converges fastest",
+                f"fastest: {fastest} ({num(finite[fastest], 3)} epochs)",
+                verdict(fastest.startswith("cyclical")),
+            ],
+            [
+                "step decay is the slowest",
+                f"slowest: {slowest} ({num(finite[slowest], 3)} epochs)",
+                verdict(slowest.startswith("step")),
+            ],
         ]
 
     @staticmethod
@@ -195,7 +226,9 @@ class XORSchedulersStudy(Study):
                                    label=None if line else name)  # fmt: skip
             plot_series(axes[1], rs[0].history.get("lr", []), label=name)
         axes[0].axhline(0.1, color="grey", ls=":", label="loss 0.1")
-        axes[0].set(yscale="log", xlabel="epoch", ylabel="training loss (BCE)", title=f"XOR 2-{width}-1, one line per seed")
+        axes[0].set(
+            yscale="log", xlabel="epoch", ylabel="training loss (BCE)", title=f"XOR 2-{width}-1, one line per seed"
+        )
         axes[1].set(yscale="log", xlabel="epoch", ylabel="learning rate", title="Schedules")
         axes[0].legend(fontsize=7)
         axes[1].legend(fontsize=7)

@@ -59,7 +59,7 @@ Mode = Literal["exponential", "linear"]
 Suggestion = Literal["race", "centered_min", "steepest", "valley", "min_div10", "curvature"]
 MODES: tuple[str, ...] = get_args(Mode)
 SUGGESTIONS: tuple[str, ...] = get_args(Suggestion)
-if SUGGESTIONS != ("race", *CURVE_METHODS, "curvature"):  # the Literal must list what the curve module offers
+if ("race", *CURVE_METHODS, "curvature") != SUGGESTIONS:  # the Literal must list what the curve module offers
     raise ImportError(f"LRFinder's Suggestion literal {SUGGESTIONS} is out of step with {CURVE_METHODS}.")
 DEFAULT_SUGGESTION = "race"
 DIVERGENCE_GRACE = 5  # sweep steps before a smoothed loss is trusted to signal divergence (non-finite always is)
@@ -370,7 +370,9 @@ class LRFinder(Callback):
         ref = next((b for row in bases for b in row if b != 0.0), 1.0)
         result = LRFinderResult(method=self.suggestion, epoch=trainer.current_epoch)
         start = time.perf_counter()
-        snapshot = TrainingSnapshot(pl_module, optimizers, getattr(trainer.precision_plugin, "scaler", None), trial.loader)
+        snapshot = TrainingSnapshot(
+            pl_module, optimizers, getattr(trainer.precision_plugin, "scaler", None), trial.loader
+        )
         try:
             with trial.isolated():
                 batches = trial.batches()
@@ -441,9 +443,15 @@ class LRFinder(Callback):
             result.race_losses.append(losses)
             result.race_probe_losses.append(probed or [])
             result.probe_forwards += 0 if probed is None else probe
-            result.race_scores.append(probe_score(probed, diverged) if probed is not None else race_score(losses, diverged))
+            result.race_scores.append(
+                probe_score(probed, diverged) if probed is not None else race_score(losses, diverged)
+            )
             left = self.budget_steps - result.cost_steps
-            if not candidates and left >= result.race_steps + probe and lowest_wins(result.race_lrs, result.race_scores):
+            if (
+                not candidates
+                and left >= result.race_steps + probe
+                and lowest_wins(result.race_lrs, result.race_scores)
+            ):
                 candidates.append(lr / RACE_SPACING)  # the best LR may lie lower still: race on while budget lasts
 
     def _race(
@@ -482,14 +490,18 @@ class LRFinder(Callback):
         """``2 * factor / (lambda_max + weight_decay)`` on one batch at the current weights (SGD's bound)."""
         batch = trial.trainer.strategy.batch_to_device(next(batches))
         try:
-            lam, result.hessian_vector_products = top_eigenvalue(trial.pl_module, trial.loss_fn, batch, iters=CURVATURE_ITERS)
+            lam, result.hessian_vector_products = top_eigenvalue(
+                trial.pl_module, trial.loss_fn, batch, iters=CURVATURE_ITERS
+            )
         except RuntimeError as err:  # an operation without a second derivative
             rank_zero_warn(f"LRFinder: no Hessian-vector product for this model, so no curvature bound ({err}).")
             return
         optimizer, group = optimizers[0], optimizers[0].param_groups[0]
         if isinstance(optimizer, torch.optim.SGD):
             factor = sgd_stability_factor(
-                float(group.get("momentum", 0.0)), float(group.get("dampening", 0.0)), bool(group.get("nesterov", False))
+                float(group.get("momentum", 0.0)),
+                float(group.get("dampening", 0.0)),
+                bool(group.get("nesterov", False)),
             )
             lam += float(group.get("weight_decay", 0.0))
         else:
@@ -512,7 +524,9 @@ class LRFinder(Callback):
                 result.budget_factor = budget_factor(result.race_steps, result.train_steps)
                 result.suggestion = result.race_winner * result.budget_factor
         else:
-            found = suggest(self.suggestion, result.lrs, result.losses, result.smoothed_losses, num_steps=self.num_steps)
+            found = suggest(
+                self.suggestion, result.lrs, result.losses, result.smoothed_losses, num_steps=self.num_steps
+            )
             if found is not None:
                 result.suggestion, result.suggestion_index = found
         # One decision for all ranks (the curves already agree: the losses were averaged over ranks).
@@ -540,7 +554,11 @@ class LRFinder(Callback):
         self, trainer: pl.Trainer, optimizers: list[Optimizer], bases: list[list[float]], ref: float, lr: float
     ) -> None:
         """Make ``lr * base_g / base_ref`` every group's base LR, also for torch schedulers and our schedules."""
-        schedulers = {id(c.scheduler.optimizer): c.scheduler for c in trainer.lr_scheduler_configs if hasattr(c.scheduler, "optimizer")}
+        schedulers = {
+            id(c.scheduler.optimizer): c.scheduler
+            for c in trainer.lr_scheduler_configs
+            if hasattr(c.scheduler, "optimizer")
+        }
         new = _scaled(bases, ref, lr)
         current = []
         for opt, row, new_row in zip(optimizers, bases, new):
@@ -566,10 +584,15 @@ class LRFinder(Callback):
         prefix = "lr_finder" if result.epoch == 0 else f"lr_finder_epoch{result.epoch}"
         for logger in trainer.loggers:
             for i, (lr, loss, smoothed) in enumerate(zip(result.lrs, result.losses, result.smoothed_losses)):
-                logger.log_metrics({f"{prefix}/lr": lr, f"{prefix}/loss": loss, f"{prefix}/smoothed_loss": smoothed}, step=i)
+                logger.log_metrics(
+                    {f"{prefix}/lr": lr, f"{prefix}/loss": loss, f"{prefix}/smoothed_loss": smoothed}, step=i
+                )
             for i, (lr, score) in enumerate(zip(result.race_lrs, result.race_scores)):
                 logger.log_metrics({f"{prefix}/race_lr": lr, f"{prefix}/race_score": score}, step=i)
-            summary = {f"{prefix}/optimizer_steps": float(result.optimizer_steps), f"{prefix}/cost_steps": float(result.cost_steps)}
+            summary = {
+                f"{prefix}/optimizer_steps": float(result.optimizer_steps),
+                f"{prefix}/cost_steps": float(result.cost_steps),
+            }
             if result.suggestion is not None:
                 summary[f"{prefix}/suggestion"] = result.suggestion
             logger.log_metrics(summary, step=trainer.global_step)
@@ -614,7 +637,9 @@ class LRFinder(Callback):
             scores = [s if math.isfinite(s) else (max(finite) if finite else 0.0) for s in result.race_scores]
             ax.plot(result.race_lrs, scores, "o", color="tab:green", label=f"race scores ({result.race_steps} steps)")
         if result.suggestion is not None:
-            ax.axvline(result.suggestion, color="tab:red", linestyle="--", label=f"{result.method}: {result.suggestion:.3g}")
+            ax.axvline(
+                result.suggestion, color="tab:red", linestyle="--", label=f"{result.method}: {result.suggestion:.3g}"
+            )
         if self.mode == "exponential":
             ax.set_xscale("log")
         if len(finite) > 1:  # keep the divergence from flattening the rest of the curve

@@ -59,7 +59,10 @@ def smooth(losses: Sequence[float], beta: float) -> list[float]:
 def finite_prefix(losses: Sequence[float], smoothed: Sequence[float] | None = None) -> int:
     """The number of leading points whose loss (and smoothed loss) is finite."""
     smoothed = losses if smoothed is None else smoothed
-    return next((i for i, (a, b) in enumerate(zip(losses, smoothed)) if not (math.isfinite(a) and math.isfinite(b))), len(losses))
+    return next(
+        (i for i, (a, b) in enumerate(zip(losses, smoothed)) if not (math.isfinite(a) and math.isfinite(b))),
+        len(losses),
+    )
 
 
 def suggest(
@@ -142,7 +145,9 @@ def steepest_index(losses: Sequence[float]) -> int | None:
     """
     if len(losses) < STEEPEST_WINDOW:
         return None
-    averaged = [sum(losses[j : j + STEEPEST_WINDOW]) / STEEPEST_WINDOW for j in range(len(losses) - STEEPEST_WINDOW + 1)]
+    averaged = [
+        sum(losses[j : j + STEEPEST_WINDOW]) / STEEPEST_WINDOW for j in range(len(losses) - STEEPEST_WINDOW + 1)
+    ]
     if len(averaged) == 1:
         return STEEPEST_WINDOW // 2
     m = len(averaged)

@@ -51,7 +51,9 @@ class TrainingSnapshot:
     def __init__(
         self, module: torch.nn.Module, optimizers: list[Optimizer], scaler: Any = None, loader: Iterable | None = None
     ) -> None:
-        self.params = [(p, p.detach().clone(), None if p.grad is None else p.grad.detach().clone()) for p in module.parameters()]
+        self.params = [
+            (p, p.detach().clone(), None if p.grad is None else p.grad.detach().clone()) for p in module.parameters()
+        ]
         self.buffers = [(b, b.detach().clone()) for b in module.buffers()]
         self.optimizers = [
             (
@@ -80,7 +82,9 @@ class TrainingSnapshot:
                 for key in [k for k in group if k != "params" and k not in saved]:
                     del group[key]
                 group.update({k: copy.deepcopy(v) for k, v in saved.items() if k != "lr"})
-        write_lrs([opt for opt, _, _ in self.optimizers], [[g["lr"] for g in groups] for _, _, groups in self.optimizers])
+        write_lrs(
+            [opt for opt, _, _ in self.optimizers], [[g["lr"] for g in groups] for _, _, groups in self.optimizers]
+        )
         if self.scaler is not None:
             self.scaler[0].load_state_dict(copy.deepcopy(self.scaler[1]))
         set_rng_states(self.rng)

@@ -219,5 +219,7 @@ class _FirstOfCombined:
 def private_loader(loader: Iterable) -> Iterable:
     """A second iterator over a ``persistent_workers`` DataLoader would reset the user's, so use a worker-less twin."""
     if isinstance(loader, DataLoader) and loader.persistent_workers and loader.num_workers > 0:
-        return DataLoader(loader.dataset, batch_sampler=loader.batch_sampler, collate_fn=loader.collate_fn, num_workers=0)
+        return DataLoader(
+            loader.dataset, batch_sampler=loader.batch_sampler, collate_fn=loader.collate_fn, num_workers=0
+        )
     return loader

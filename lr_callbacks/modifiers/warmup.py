@@ -49,7 +49,9 @@ class Warmup(TimeModifier):
     SHAPES: tuple[str, ...] = get_args(Shape)
     LOG_NAME = "warmup_factor"
 
-    def __init__(self, duration: int, start_factor: float = 0.0, interval: Interval = "step", shape: Shape = "linear") -> None:
+    def __init__(
+        self, duration: int, start_factor: float = 0.0, interval: Interval = "step", shape: Shape = "linear"
+    ) -> None:
         super().__init__(interval)
         self.duration = check_number("duration", duration, ge=1, integer=True)
         self.start_factor = float(check_number("start_factor", start_factor, ge=0, le=1))
@@ -63,7 +65,12 @@ class Warmup(TimeModifier):
 
     @override
     def _identity(self) -> dict[str, Any]:
-        return {"duration": self.duration, "start_factor": self.start_factor, "interval": self.interval, "shape": self.shape}
+        return {
+            "duration": self.duration,
+            "start_factor": self.start_factor,
+            "interval": self.interval,
+            "shape": self.shape,
+        }
 
     def factor(self, t: float) -> float:
         """The warmup factor at time ``t``."""

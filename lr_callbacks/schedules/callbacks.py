@@ -9,9 +9,9 @@ import lightning.pytorch as pl
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from typing_extensions import override
 
-from lr_callbacks.schedules import functions as schedules
 from lr_callbacks._checks import check_choice, check_number, per_group
 from lr_callbacks.core import Interval, Schedule, optimizer_steps_per_epoch
+from lr_callbacks.schedules import functions as schedules
 from lr_callbacks.schedules.functions import AnnealStrategy, CyclicMode
 
 

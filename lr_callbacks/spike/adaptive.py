@@ -231,21 +231,27 @@ class SpikeAdaptiveLR(Modifier):
             self.ema = 0.0 if ema is None else check_number("ema", ema, ge=0, lt=1)
         else:
             zs = self.DETECTOR_DEFAULTS[self.detector_name]
-            self.z_threshold = check_number("z_threshold", zs["z_threshold"] if z_threshold is None else z_threshold, gt=0)
+            self.z_threshold = check_number(
+                "z_threshold", zs["z_threshold"] if z_threshold is None else z_threshold, gt=0
+            )
             self.ema = check_number("ema", zs["ema"] if ema is None else ema, gt=0, lt=1)
             self.warmup = check_number("warmup", zs["warmup"] if warmup is None else warmup, ge=1, integer=True)
             if self.detector_name == "tail":
                 self.tail = check_number("tail", zs["tail"] if tail is None else tail, gt=1)
             elif tail is not None:
                 raise ValueError(f"`tail` applies to detector='tail' only, got tail={tail!r} with 'zscore'.")
-        self.reactions: tuple[str, ...] = self._check_reactions(defaults["reactions"] if reactions is None else reactions)
+        self.reactions: tuple[str, ...] = self._check_reactions(
+            defaults["reactions"] if reactions is None else reactions
+        )
         if not isinstance(rollback, bool):
             raise ValueError(f"`rollback` must be True or False, got {rollback!r}.")
         if rollback and "rollback" not in self.reactions:
             self.reactions = (*self.reactions, "rollback")
         self.rollback = "rollback" in self.reactions
         self.recovery_patience = (
-            None if recovery_patience is None else check_number("recovery_patience", recovery_patience, ge=1, integer=True)
+            None
+            if recovery_patience is None
+            else check_number("recovery_patience", recovery_patience, ge=1, integer=True)
         )
         self.recovery_factor = check_number("recovery_factor", recovery_factor, gt=1)
         self.nan_policy = check_choice("nan_policy", nan_policy, self.NAN_POLICIES)
@@ -322,10 +328,13 @@ class SpikeAdaptiveLR(Modifier):
     def _make_detector(self) -> SpikeDetector:
         if self.detector_name == "ratio":
             return RatioDetector(self.threshold, self.ema)
-        assert self.z_threshold is not None and self.warmup is not None
+        assert self.z_threshold is not None
+        assert self.warmup is not None
         if self.detector_name == "tail":
             assert self.tail is not None
-            return TailDetector(tail=self.tail, z=self.z_threshold, threshold=self.threshold, ema=self.ema, warmup=self.warmup)
+            return TailDetector(
+                tail=self.tail, z=self.z_threshold, threshold=self.threshold, ema=self.ema, warmup=self.warmup
+            )
         return ZScoreDetector(self.z_threshold, self.threshold, self.ema, self.warmup)
 
     def __repr__(self) -> str:
@@ -500,7 +509,9 @@ class SpikeAdaptiveLR(Modifier):
 
     @staticmethod
     def _grad_norm(trainer: pl.Trainer) -> torch.Tensor:
-        grads = [p.grad for opt in trainer.optimizers for g in opt.param_groups for p in g["params"] if p.grad is not None]
+        grads = [
+            p.grad for opt in trainer.optimizers for g in opt.param_groups for p in g["params"] if p.grad is not None
+        ]
         if not grads:
             return torch.zeros((), dtype=torch.float64, device=trainer.strategy.root_device)
         return torch.nn.utils.get_total_norm(grads).to(torch.float64)
@@ -509,7 +520,7 @@ class SpikeAdaptiveLR(Modifier):
 
     def _decide(self, value: float, norm: float | None) -> bool | None:
         """The decision on the host; ``None`` when ``nan_policy`` says to skip the check."""
-        if not (math.isfinite(value) and (norm is None or math.isfinite(norm))):  # noqa: SIM102
+        if not (math.isfinite(value) and (norm is None or math.isfinite(norm))):
             if self.nan_policy == "raise":
                 raise RuntimeError(f"SpikeAdaptiveLR: the monitored value is {value} (gradient norm {norm}).")
             if self.nan_policy == "ignore":
@@ -578,8 +589,13 @@ class SpikeAdaptiveLR(Modifier):
         if changed:
             taken.append("backoff")
         step = t if self.interval == "step" else trainer.global_step
-        event = {"step": step, "epoch": trainer.current_epoch, "batches": list(batches), "value": value,
-                 "reactions": list(taken)}
+        event = {
+            "step": step,
+            "epoch": trainer.current_epoch,
+            "batches": list(batches),
+            "value": value,
+            "reactions": list(taken),
+        }
         self.events.append(event)
         if "record" in self.reactions:
             skip = (self._previous_window if "rollback" in taken else []) + list(batches)
@@ -643,7 +659,12 @@ class SpikeAdaptiveLR(Modifier):
         if suspect is not None:
             self._flags[2, slot].copy_(suspect)
         self._slots.append(
-            {"t": t, "epoch": trainer.current_epoch, "batches": list(self._window), "previous": list(self._previous_window)}
+            {
+                "t": t,
+                "epoch": trainer.current_epoch,
+                "batches": list(self._window),
+                "previous": list(self._previous_window),
+            }
         )
         return True
 
@@ -727,7 +748,11 @@ class SpikeAdaptiveLR(Modifier):
         self._on_device = self._pre_update and self._sync > 1 and self._scaler is None and self.nan_policy != "raise"
         self._reads_backward = self._pre_update and self.monitor is None
         self._fast = (
-            self._pre_update and not self._on_device and self._plain and self.monitor is None and self.nan_policy == "spike"
+            self._pre_update
+            and not self._on_device
+            and self._plain
+            and self.monitor is None
+            and self.nan_policy == "spike"
         )
         self._tracks_window = self._pre_update and not self._fast  # manual optimization: at batch end
         self._spiked = self._struck = None
@@ -848,7 +873,12 @@ class SpikeAdaptiveLR(Modifier):
             return  # within an accumulation window
         self._steps_this_batch = 0
         if self._pre_update:
-            if self._select is not None or self._scaler_after_step is not None or self._on_device or self._apply_after_step:
+            if (
+                self._select is not None
+                or self._scaler_after_step is not None
+                or self._on_device
+                or self._apply_after_step
+            ):
                 self._after_step(trainer)
         else:
             self._check_after_step(trainer, outputs, self._step, trainer.global_step)
@@ -931,7 +961,9 @@ class SpikeAdaptiveLR(Modifier):
         }
 
     @override
-    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
         # Under DDP each rank holds its own partial epoch sum; the checkpoint keeps their total (all ranks call this).
         if self.interval != "epoch" or self.monitor is not None or trainer.world_size == 1:
             return

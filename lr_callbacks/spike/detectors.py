@@ -16,7 +16,6 @@ import torch
 
 from lr_callbacks._checks import check_number
 
-
 _log = math.log
 _KAPPA = 0.5
 _CAP = 1.5
@@ -266,7 +265,6 @@ class ZScoreDetector(SpikeDetector):
         return spike
 
 
-
 class TailDetector(SpikeDetector):
     """Step-level rule that learns how far the task's own calm losses stray, on the log of the loss.
 
@@ -421,7 +419,9 @@ class TailDetector(SpikeDetector):
         d = y - m
         bar = torch.maximum(self.z * s, record)
         positive = bar > 0
-        r = torch.where(positive, d / torch.where(positive, bar, torch.ones_like(bar)), torch.where(d > 0, math.inf, 0.0))
+        r = torch.where(
+            positive, d / torch.where(positive, bar, torch.ones_like(bar)), torch.where(d > 0, math.inf, 0.0)
+        )
         grown = torch.clamp_min(cusum + torch.clamp_max(r, self.CAP) - self.KAPPA, 0.0)
         rule = (r > self.tail) | (grown > self.persist) | (d > self._log_guard)
         spike = ~finite | (decide & (d > self._log_threshold) & rule)
@@ -431,7 +431,11 @@ class TailDetector(SpikeDetector):
         raised = torch.where(below, torch.maximum(record, d), record)
         record.copy_(torch.where(release, torch.maximum(raised, pending), raised))
         pending.copy_(
-            torch.where(decide & spike, 0.0, torch.where(release, 0.0, torch.where(calm & (r > 1), torch.maximum(pending, d), pending)))
+            torch.where(
+                decide & spike,
+                0.0,
+                torch.where(release, 0.0, torch.where(calm & (r > 1), torch.maximum(pending, d), pending)),
+            )
         )
         cusum.copy_(torch.where(decide & spike, 0.0, torch.where(calm, grown, cusum)))
         t["suspect"].copy_(calm & (r > 1))

@@ -57,7 +57,12 @@ def test_lr_train_reports_a_configuration_lightning_refuses_as_its_message_alone
     """Two schedules on one optimizer are only found once fit starts; the answer is still the message alone."""
     proc = run_script(
         "lr-train",
-        ["experiment=xor_adam", "callbacks=[step_decay,cosine_annealing]", "logger=[]", f"hydra.run.dir={tmp_path / 'run'}"],
+        [
+            "experiment=xor_adam",
+            "callbacks=[step_decay,cosine_annealing]",
+            "logger=[]",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
         tmp_path,
     )
     assert proc.returncode == 1
@@ -73,7 +78,9 @@ def test_lr_train_reports_a_configuration_lightning_refuses_as_its_message_alone
     ],
 )
 def test_lr_train_reports_a_value_torch_refuses_before_training(args: list[str], expected: str, tmp_path: Path) -> None:
-    proc = run_script("lr-train", ["experiment=xor_adam", *args, "logger=[]", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
+    proc = run_script(
+        "lr-train", ["experiment=xor_adam", *args, "logger=[]", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path
+    )
     assert proc.returncode == 1
     assert expected in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr and 'File "' not in proc.stderr, proc.stderr

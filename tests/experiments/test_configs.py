@@ -9,7 +9,6 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
-from tests.helpers.harness import compose_cfg, ensure_housing_data
 from hydra.errors import ConfigCompositionException
 from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import Callback
@@ -18,6 +17,7 @@ from omegaconf import OmegaConf
 from experiments import schemas
 from experiments.instantiate import instantiate_callbacks, instantiate_loggers, instantiate_trainer
 from experiments.train import CONFIG_DIR
+from tests.helpers.harness import compose_cfg, ensure_housing_data
 
 
 def _options(group: str) -> list[str]:
@@ -57,7 +57,10 @@ def test_each_group_option_instantiates(group: str, tmp_path: Path) -> None:
             assert isinstance(opt, torch.optim.Optimizer)
             assert opt.param_groups[0]["lr"] == node.lr
         else:
-            obj = instantiate(node, **({"optimizer": instantiate(cfg.optimizer)} if group == "task" and name != "trajectories" else {}))
+            obj = instantiate(
+                node,
+                **({"optimizer": instantiate(cfg.optimizer)} if group == "task" and name != "trajectories" else {}),
+            )
             assert isinstance(obj, pl.LightningModule if group == "task" else pl.LightningDataModule)
 
 
@@ -108,7 +111,11 @@ def test_each_experiment_composes_and_instantiates(name: str, tmp_path: Path) ->
 
 def test_adapt_phase_takes_its_own_optimizer_and_callbacks(tmp_path: Path) -> None:
     cfg = compose_cfg(
-        ["experiment=autoencoder_continual", "optimizer@adapt.optimizer=adam", "callbacks@adapt.callbacks=[step_decay]"],
+        [
+            "experiment=autoencoder_continual",
+            "optimizer@adapt.optimizer=adam",
+            "callbacks@adapt.callbacks=[step_decay]",
+        ],
         tmp_path,
     )
     assert cfg.adapt.optimizer._target_ == "torch.optim.Adam"
@@ -143,7 +150,8 @@ def test_yaml_typo_fails_at_compose_naming_the_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigCompositionException) as err:
         compose_cfg([f"hydra.searchpath=[file://{conf}]", "callbacks=[bad_step]"], tmp_path)
     message = str(err.value) + str(err.value.__cause__)
-    assert "step_sise" in message and "StepDecayConf" in message
+    assert "step_sise" in message
+    assert "StepDecayConf" in message
 
 
 def test_missing_required_callback_argument_is_reported(tmp_path: Path) -> None:
@@ -177,12 +185,22 @@ def test_schema_fields_are_the_constructor_arguments(name: str) -> None:
     fields = {f.name: f for f in dataclasses.fields(schema) if not f.name.startswith("_")}
     target = next(f.default for f in dataclasses.fields(schema) if f.name == "_target_")
     params = _ctor_params(target)
-    assert set(fields) == set(params), f"{name}: schema-only {set(fields) - set(params)}, ctor-only {set(params) - set(fields)}"
+    assert set(fields) == set(params), (
+        f"{name}: schema-only {set(fields) - set(params)}, ctor-only {set(params) - set(fields)}"
+    )
     for key, param in params.items():
         default = fields[key].default
         if param.default is inspect.Parameter.empty:
-            assert default == "???" or isinstance(default, str) and default == OmegaConf.MISSING or default is dataclasses.MISSING or default == "???"
-        elif name.startswith(("callbacks/", "optimizer/", "task/", "data/")) and not isinstance(default, type(dataclasses.MISSING)):
+            assert (
+                default == "???"
+                or isinstance(default, str)
+                and default == OmegaConf.MISSING
+                or default is dataclasses.MISSING
+                or default == "???"
+            )
+        elif name.startswith(("callbacks/", "optimizer/", "task/", "data/")) and not isinstance(
+            default, type(dataclasses.MISSING)
+        ):
             if fields[key].default_factory is not dataclasses.MISSING:  # type: ignore[misc]
                 continue
             expected = list(param.default) if isinstance(param.default, tuple) else param.default

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from tests.helpers.harness import ensure_housing_data
 
 from experiments.data import (
     EpochPermutation,
@@ -16,6 +15,7 @@ from experiments.data import (
     XORDataModule,
 )
 from experiments.data import housing as housing_mod
+from tests.helpers.harness import ensure_housing_data
 
 
 def test_loader_covers_every_row_once_per_epoch_and_reshuffles() -> None:
@@ -66,7 +66,8 @@ def test_linear_and_xor_data() -> None:
     dm = LinearDataModule(n=50, noise=0.0, slope=2.0, seed=3)
     dm.setup()
     x, y = dm.train_set
-    assert x.shape == (50, 1) and torch.allclose(y, 2 * x)
+    assert x.shape == (50, 1)
+    assert torch.allclose(y, 2 * x)
     xor = XORDataModule()
     xor.setup()
     assert xor.train_set[1].flatten().tolist() == [0.0, 1.0, 1.0, 0.0]
@@ -115,8 +116,9 @@ def test_housing_validation_is_carved_from_train() -> None:
 
 
 def test_housing_missing_data_offline_says_how_to_provide_it(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
-    import sklearn.datasets
     from urllib.error import URLError
+
+    import sklearn.datasets
 
     def offline(**kwargs):  # what scikit-learn raises with no cache and no network
         raise URLError("[Errno -3] Temporary failure in name resolution")
@@ -125,10 +127,14 @@ def test_housing_missing_data_offline_says_how_to_provide_it(monkeypatch: pytest
     with pytest.raises(FileNotFoundError) as err:
         housing_mod.load_housing_arrays(str(tmp_path))
     message = str(err.value)
-    assert "SCIKIT_LEARN_DATA" in message and "data_home" in message and "network" in message
+    assert "SCIKIT_LEARN_DATA" in message
+    assert "data_home" in message
+    assert "network" in message
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [({"val_fraction": 1.0}, "val_fraction"), ({"test_size": 0}, "test_size")])
+@pytest.mark.parametrize(
+    ("kwargs", "match"), [({"val_fraction": 1.0}, "val_fraction"), ({"test_size": 0}, "test_size")]
+)
 def test_housing_rejects_bad_fractions(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         HousingDataModule(**kwargs)

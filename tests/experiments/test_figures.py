@@ -49,16 +49,20 @@ def test_a_series_that_stops_being_finite_is_marked_diverged() -> None:
     line = plot_series(ax, [1.0, 10.0, 1e30, math.inf, math.nan], label="loss")
     assert texts(ax) == ["diverged at 3"]
     marker = ax.lines[-1]  # the ✕ drawn after the curve
-    assert marker is not line and marker.get_marker() == "X" and list(marker.get_xdata()) == [3.0]
+    assert marker is not line
+    assert marker.get_marker() == "X"
+    assert list(marker.get_xdata()) == [3.0]
     plt.close(fig)
 
 
 def test_a_sign_flipping_series_is_drawn_as_points_and_a_short_one_with_markers() -> None:
     fig, ax = plt.subplots()
     flips = plot_series(ax, [0.01 * (-1) ** t for t in range(100)])
-    assert flips.get_linestyle() == "None" and flips.get_marker() == "."
+    assert flips.get_linestyle() == "None"
+    assert flips.get_marker() == "."
     smooth = plot_series(ax, np.linspace(1.0, 0.1, 100))
-    assert smooth.get_linestyle() == "-" and smooth.get_marker() == "None"
+    assert smooth.get_linestyle() == "-"
+    assert smooth.get_marker() == "None"
     single = plot_series(ax, [3.0e16])
     assert single.get_marker() == "o"
     assert texts(ax) == []
@@ -69,10 +73,12 @@ def test_bars_spanning_decades_go_log_and_carry_their_values() -> None:
     fig, ax = plt.subplots()
     names = ["fixed", "step", "halve", "sqrt"]
     scale = bar_chart(ax, names, [0.7417, 0.746, 0.7445, 6.1e14], fmt=lambda v: f"{v:.4g}", reference=(0.7456, "OLS"))
-    assert scale == "log" and ax.get_yscale() == "log"
+    assert scale == "log"
+    assert ax.get_yscale() == "log"
     assert texts(ax) == ["0.7417", "0.746", "0.7445", "6.1e+14"]
     low, high = ax.get_ylim()
-    assert low < 0.7417 and high > 6.1e14  # every bar and its label inside the axes
+    assert low < 0.7417
+    assert high > 6.1e14
     assert [t.get_text() for t in ax.get_xticklabels()] == names
     plt.close(fig)
 
@@ -81,7 +87,8 @@ def test_bars_within_a_decade_are_zoomed_so_small_differences_show() -> None:
     fig, ax = plt.subplots()
     assert bar_chart(ax, ["a", "b"], [0.7417, 0.7608]) == "linear"
     low, high = ax.get_ylim()
-    assert 0.7 < low < 0.7417 and 0.7608 < high < 0.8
+    assert 0.7 < low < 0.7417
+    assert 0.7608 < high < 0.8
     plt.close(fig)
 
 
@@ -101,7 +108,8 @@ def test_a_diverging_trajectory_leaves_the_view_marked_and_the_others_stay_reada
     fig = trajectory_contour({"SGD": steady, "too fast": exploding, "nan": [(5.0, 4.0), (math.nan, math.nan)]})
     ax = fig.axes[0]
     # the view widens to ESCAPE x the farthest start coordinate (3 x 5), not to the exploding path's 2e9
-    assert ax.get_xlim() == pytest.approx((-15.0, 15.0)) and ax.get_ylim() == pytest.approx((-15.0, 15.0))
+    assert ax.get_xlim() == pytest.approx((-15.0, 15.0))
+    assert ax.get_ylim() == pytest.approx((-15.0, 15.0))
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels[0] == f"SGD (final f = {(5 * 0.9**29) ** 2 + 10 * (4 * 0.5**29) ** 2:.3g})"
     # 4·(−2)^t leaves |y| <= 15 at t = 2 and peaks at 4·2^29
@@ -114,7 +122,8 @@ def test_a_diverging_trajectory_leaves_the_view_marked_and_the_others_stay_reada
 def test_trajectories_that_stay_near_their_start_keep_a_tight_view() -> None:
     fig = trajectory_contour({"SGD": [(5.0, 4.0), (4.5, 0.0)], "Momentum": [(5.0, 4.0), (-3.0, 3.2)]})
     ax = fig.axes[0]
-    assert ax.get_xlim() == pytest.approx((-6.0, 6.0)) and ax.get_ylim() == pytest.approx((-4.8, 4.8))
+    assert ax.get_xlim() == pytest.approx((-6.0, 6.0))
+    assert ax.get_ylim() == pytest.approx((-4.8, 4.8))
     assert texts(ax) == []
     plt.close(fig)
 
@@ -129,23 +138,39 @@ def test_run_curves_label_their_last_value_and_mark_divergence() -> None:
     assert curves_figure({"lr": []}, ["lr"], "lr") is None
 
 
-def test_housing_four_panel_keeps_every_bar_readable_when_one_run_explodes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_housing_four_panel_keeps_every_bar_readable_when_one_run_explodes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The quick profile's sqrt run ends at RMSE ~6e14: the other bars must stay readable."""
-    study = HousingStudy({"epochs": 12, "step_size": 3, "window": 3, "seeds": [42]}, Context(out_dir=tmp_path, log=lambda m: None))
-    final = {"fixed LR 0.01": 0.7417, "step decay": 0.746, "spike-adaptive (halve)": 0.7445, "spike-adaptive (sqrt)": 6.1e14}
+    study = HousingStudy(
+        {"epochs": 12, "step_size": 3, "window": 3, "seeds": [42]}, Context(out_dir=tmp_path, log=lambda m: None)
+    )
+    final = {
+        "fixed LR 0.01": 0.7417,
+        "step decay": 0.746,
+        "spike-adaptive (halve)": 0.7445,
+        "spike-adaptive (sqrt)": 6.1e14,
+    }
     losses = {"fixed LR 0.01": [0.9, 0.6, 0.5], "step decay": [0.9, 0.6, 0.55], "spike-adaptive (halve)": [2e4, 1e12, 4e15],
               "spike-adaptive (sqrt)": [2e4, 1e12, math.inf]}  # fmt: skip
     rows = {
-        name: [RunResult(Run(name, []), tmp_path, {"test/rmse": rmse}, {"train/loss": losses[name], "lr": [0.1, 0.05, 0.05]})]
+        name: [
+            RunResult(
+                Run(name, []), tmp_path, {"test/rmse": rmse}, {"train/loss": losses[name], "lr": [0.1, 0.05, 0.05]}
+            )
+        ]
         for name, rmse in final.items()
     }
     captured: list[Any] = []
     original = study.figure
-    monkeypatch.setattr(study, "figure", lambda fig, name, caption: (captured.append(fig), original(fig, name, caption))[1])
+    monkeypatch.setattr(
+        study, "figure", lambda fig, name, caption: (captured.append(fig), original(fig, name, caption))[1]
+    )
     saved = study._figure(rows, window=3)
     assert (tmp_path / saved.path).stat().st_size > 10_000
     loss_ax, _, rmse_ax, reduction_ax = captured[0].axes
-    assert rmse_ax.get_yscale() == "log" and texts(rmse_ax) == ["0.7417", "0.746", "0.7445", "6.100e+14"]
+    assert rmse_ax.get_yscale() == "log"
+    assert texts(rmse_ax) == ["0.7417", "0.746", "0.7445", "6.100e+14"]
     assert rmse_ax.get_title() == "Test RMSE (log scale)"
     assert [line.get_ydata()[0] for line in rmse_ax.lines] == [OLS_RMSE]
     assert reduction_ax.get_yscale() == "symlog"

@@ -88,15 +88,22 @@ def test_number_formatting_never_prints_nan() -> None:
 
 def test_render_has_contents_sections_tables_figures_and_errors(tmp_path: Path) -> None:
     ok = report.Section(
-        key="a", title="First study", source="seed 9",
+        key="a",
+        title="First study",
+        source="seed 9",
         tables=[report.Table("claims", ["quantity", "seed", "measured"], [["loss", "~0.003", "2.7 | odd"]])],
-        figures=[report.Figure("figures/a.png", "a figure")], settings=["one"], commands=["lr-train x=1"],
-        analysis=["It disagrees."], seconds=1.5, runs=(2, 2),
+        figures=[report.Figure("figures/a.png", "a figure")],
+        settings=["one"],
+        commands=["lr-train x=1"],
+        analysis=["It disagrees."],
+        seconds=1.5,
+        runs=(2, 2),
     )
     failed = report.Section(key="b", title="Second study", error="FileNotFoundError: no data", runs=(0, 0))
     path = report.write(tmp_path / "REPORT.md", [ok, failed], header=["header line"])
     text = path.read_text()
-    assert "## 1. First study" in text and "## 2. Second study" in text
+    assert "## 1. First study" in text
+    assert "## 2. Second study" in text
     assert "1. [First study](#1-first-study)" in text
     assert "2. [Second study](#2-second-study) (not fully run)" in text
     assert "| loss | ~0.003 | 2.7 \\| odd |" in text
@@ -123,7 +130,8 @@ def test_linear_study_runs_writes_a_filled_section_pngs_and_tensorboard(tmp_path
     params = {"epochs": 60, "lr": 0.01, "n": 100, "minibatch": None, "seeds": [0]}
     study = LinearAlternatingStudy(params, Context(out_dir=tmp_path, n_jobs=1, log=lambda m: None))
     section, results = run_study(study, log=lambda m: None)
-    assert section.error is None and section.runs == (2, 2)
+    assert section.error is None
+    assert section.runs == (2, 2)
     text = report.render([section])
     assert_filled(text)
     main = tables_of(text)[0]
@@ -139,7 +147,9 @@ def test_linear_study_runs_writes_a_filled_section_pngs_and_tensorboard(tmp_path
         assert scalars.get("train/loss", 0) >= 60 and scalars.get("lr_sign", 0) == 60, scalars
     # the saved results re-analyse to the same section without training
     again, _ = run_study(LinearAlternatingStudy(params, study.ctx), log=lambda m: None, reuse=True)
-    assert report.render([again]).split("Wall time")[1].split("\n", 1)[1] == text.split("Wall time")[1].split("\n", 1)[1]
+    assert (
+        report.render([again]).split("Wall time")[1].split("\n", 1)[1] == text.split("Wall time")[1].split("\n", 1)[1]
+    )
 
 
 def test_a_study_that_cannot_run_reports_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -149,7 +159,9 @@ def test_a_study_that_cannot_run_reports_why(tmp_path: Path, monkeypatch: pytest
         raise FileNotFoundError("California Housing is not available offline.")
 
     monkeypatch.setattr("experiments.data.housing.load_housing_arrays", missing)
-    study = HousingStudy({"epochs": 1, "step_size": 1, "window": 1, "seeds": [0]}, Context(out_dir=tmp_path, log=lambda m: None))
+    study = HousingStudy(
+        {"epochs": 1, "step_size": 1, "window": 1, "seeds": [0]}, Context(out_dir=tmp_path, log=lambda m: None)
+    )
     section, results = run_study(study, log=lambda m: None)
     assert results == []
     assert "FileNotFoundError: California Housing is not available offline." in section.error
@@ -204,7 +216,8 @@ def test_quick_profile_writes_every_section_with_numbers_pngs_and_tensorboard(tm
         for png in re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", body):
             assert (tmp_path / png).stat().st_size > 1000, png
         assert re.findall(r"!\[", body), f"no figure in {title}"
-    assert "| 1. " in text and "agrees" in text  # summary table with verdicts
+    assert "| 1. " in text
+    assert "agrees" in text
     # every study's runs hold TensorBoard events with scalars
     for key in STUDIES:
         run_dirs = {p.parent for p in (tmp_path / "runs" / key).rglob("metrics.json")}

@@ -8,9 +8,9 @@ from contextlib import redirect_stdout
 from pathlib import Path
 
 import pytest
-from tests.helpers.harness import compose_cfg, read_metrics
 from hydra.utils import instantiate
-from tests.helpers.harness import LIMITS, lr_train
+
+from tests.helpers.harness import LIMITS, compose_cfg, lr_train, read_metrics
 
 
 @pytest.mark.slow
@@ -36,7 +36,8 @@ def test_optuna_search_optimises_the_returned_metric(tmp_path: Path) -> None:
     best = (tmp_path / "optimization_results.yaml").read_text()
     value = float(re.search(r"best_value: ([0-9.e+-]+)", best).group(1))
     runs = [read_metrics(p)["metrics"]["val/rmse"] for p in tmp_path.iterdir() if p.is_dir() and p.name.isdigit()]
-    assert len(runs) == 3 and value == pytest.approx(min(runs), rel=1e-6)
+    assert len(runs) == 3
+    assert value == pytest.approx(min(runs), rel=1e-6)
     assert "optimizer.lr" in best
 
 
@@ -45,9 +46,13 @@ def test_launcher_configs_compose_and_instantiate(launcher: str, tmp_path: Path)
     cfg = compose_cfg([f"hydra/launcher={launcher}", "hydra.sweep.dir=/tmp/sweep"], tmp_path, hydra_cfg=True)
     node = cfg.hydra.launcher
     obj = instantiate(node)
-    assert type(obj).__name__ == {"slurm": "SlurmLauncher", "submitit_slurm": "SlurmLauncher"}.get(launcher, "JoblibLauncher")
+    assert type(obj).__name__ == {"slurm": "SlurmLauncher", "submitit_slurm": "SlurmLauncher"}.get(
+        launcher, "JoblibLauncher"
+    )
     if launcher == "slurm":
-        assert node.timeout_min == 60 and node.tasks_per_node == 1 and node.submitit_folder.endswith("%j")
+        assert node.timeout_min == 60
+        assert node.tasks_per_node == 1
+        assert node.submitit_folder.endswith("%j")
     if launcher == "local_parallel":
         assert node.n_jobs == 2
 
@@ -56,7 +61,8 @@ def test_optuna_search_config_composes(tmp_path: Path) -> None:
     cfg = compose_cfg(["hparams_search=housing_optuna"], tmp_path, hydra_cfg=True)
     assert cfg.hydra.sweeper._target_.endswith("OptunaSweeper")
     assert cfg.hydra.sweeper.params["optimizer.lr"].startswith("tag(log")
-    assert cfg.optimized_metric == "val/rmse" and cfg.data.val_fraction > 0
+    assert cfg.optimized_metric == "val/rmse"
+    assert cfg.data.val_fraction > 0
 
 
 @pytest.mark.slow
@@ -65,7 +71,8 @@ def test_ddp_two_cpu_processes(tmp_path: Path) -> None:
     lr_train(["experiment=housing_sgd", "trainer=ddp", *LIMITS, f"hydra.run.dir={run_dir}"], cwd=tmp_path, timeout=600)
     saved = read_metrics(run_dir)["metrics"]
     assert saved["world_size"] == 2.0  # two gloo processes
-    assert saved["epochs"] == 2.0 and saved["test/rmse"] > 0
+    assert saved["epochs"] == 2.0
+    assert saved["test/rmse"] > 0
     assert "train/loss" in saved
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from tests.helpers.harness import read_metrics, run_train
 
 OLS_TEST_RMSE = 0.745581  # shared/data/README.md: OLS on the seed split
@@ -21,7 +22,9 @@ def test_housing_full_batch_gd_reaches_ols(tmp_path: Path) -> None:
 
 
 def test_xor_adam_converges_to_full_accuracy(tmp_path: Path) -> None:
-    metrics, _ = run_train(["experiment=xor_adam", "trainer.max_epochs=150", "trainer.check_val_every_n_epoch=150"], tmp_path)
+    metrics, _ = run_train(
+        ["experiment=xor_adam", "trainer.max_epochs=150", "trainer.check_val_every_n_epoch=150"], tmp_path
+    )
     assert metrics["test/acc"] == 1.0
     assert metrics["train/acc"] == 1.0
     assert 0 <= metrics["convergence_epoch"] < 150
@@ -49,11 +52,14 @@ def test_autoencoder_reports_epochs_to_adapt_and_forgetting(tmp_path: Path) -> N
     assert loss_b[first - 1] <= 0.02 < min(loss_b[: first - 1], default=1.0)
     assert metrics["forgetting"] == pytest.approx(metrics["adapt/loss_A"] - metrics["pretrain/loss_A"])
     assert metrics["forgetting"] > 0  # adapting to the high class forgets the low one
-    assert len(history["pretrain/val/loss_A"]) == 20 and len(history["adapt/val/loss_A"]) == 25
+    assert len(history["pretrain/val/loss_A"]) == 20
+    assert len(history["adapt/val/loss_A"]) == 25
     # the phases ran with their own batch sizes: full batch, then 32
-    assert len(history["pretrain/lr_step"]) == 20 and len(history["adapt/lr_step"]) == 25 * 4
+    assert len(history["pretrain/lr_step"]) == 20
+    assert len(history["adapt/lr_step"]) == 25 * 4
     saved = read_metrics(tmp_path)["metrics"]
-    assert isinstance(saved["epochs_to_adapt"], float) and isinstance(saved["forgetting"], float)
+    assert isinstance(saved["epochs_to_adapt"], float)
+    assert isinstance(saved["forgetting"], float)
 
 
 def test_autoencoder_phases_use_their_own_callbacks(tmp_path: Path) -> None:
@@ -69,7 +75,7 @@ def test_autoencoder_phases_use_their_own_callbacks(tmp_path: Path) -> None:
 
 def _seed_numpy_paths(steps: int = 50) -> dict[str, np.ndarray]:
     """Closed-form updates of the tutorial's four optimizers on f = x^2 + 10 y^2."""
-    grad = lambda p: np.array([2 * p[0], 20 * p[1]])  # noqa: E731
+    grad = lambda p: np.array([2 * p[0], 20 * p[1]])
     out = {}
     p = np.array([5.0, 4.0])
     for _ in range(steps):

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from tests.helpers.harness import LIMITS, lr_train, read_metrics, run_train, scalar_tags
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from tests.helpers.harness import LIMITS, lr_train, read_metrics, run_train, scalar_tags
 
 EXPERIMENTS = ["housing_sgd", "xor_adam", "autoencoder_continual", "trajectories"]
 EXPECTED_METRICS = {
@@ -53,7 +51,9 @@ def test_each_task_writes_metrics_json(multirun_dir: Path, job: int, experiment:
 
 
 @pytest.mark.parametrize(("job", "experiment"), list(enumerate(EXPERIMENTS)))
-def test_each_task_writes_tensorboard_scalars_hparams_and_figures(multirun_dir: Path, job: int, experiment: str) -> None:
+def test_each_task_writes_tensorboard_scalars_hparams_and_figures(
+    multirun_dir: Path, job: int, experiment: str
+) -> None:
     log_dir = multirun_dir / str(job) / "tensorboard"
     tags = scalar_tags(log_dir)
     assert EXPECTED_SCALARS[experiment] <= set(tags)
@@ -67,7 +67,8 @@ def test_each_task_writes_tensorboard_scalars_hparams_and_figures(multirun_dir: 
             hparam_runs.append(set(acc.PluginTagToContent("hparams")))
         except KeyError:
             continue
-    assert hparam_runs and all("_hparams_/experiment" in h for h in hparam_runs)
+    assert hparam_runs
+    assert all("_hparams_/experiment" in h for h in hparam_runs)
     # the final metrics logged with the hparams are the ones in metrics.json
     key = sorted(EXPECTED_SCALARS[experiment] & set(saved))[0] if EXPECTED_SCALARS[experiment] & set(saved) else None
     if key is not None and saved[key] is not None:

@@ -11,11 +11,11 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
-from tests.helpers.tiny import TinyRegression, regression_data
 from torch import nn
 from torch.utils.data import DataLoader
 
 from lr_callbacks import LRFinder
+from tests.helpers.tiny import TinyRegression, regression_data
 
 
 def shuffled_loader() -> DataLoader:
@@ -39,7 +39,9 @@ def state_of(module: nn.Module, optimizers: list[torch.optim.Optimizer], scaler:
 def assert_identical(a: Any, b: Any) -> None:
     """Bit-identical nested structure of tensors / numbers / containers."""
     if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
+        assert isinstance(b, torch.Tensor)
+        assert a.dtype == b.dtype
+        assert torch.equal(a, b)
     elif isinstance(a, np.ndarray):
         assert np.array_equal(a, b)
     elif isinstance(a, dict):
@@ -133,4 +135,6 @@ class TwoOptimizers(pl.LightningModule):
         return loss
 
     def configure_optimizers(self) -> Any:
-        return torch.optim.SGD(self.a.parameters(), lr=0.1, momentum=0.9), torch.optim.Adam(self.b.parameters(), lr=0.01)
+        return torch.optim.SGD(self.a.parameters(), lr=0.1, momentum=0.9), torch.optim.Adam(
+            self.b.parameters(), lr=0.01
+        )

@@ -18,8 +18,12 @@ from tests.helpers.paths import SHARED_DATA
 
 LR_TRAIN = str(Path(sys.executable).with_name("lr-train"))
 #: a short run of any experiment: two epochs of a few batches
-LIMITS = ["trainer.max_epochs=2", "trainer.limit_train_batches=3", "trainer.limit_val_batches=2", "trainer.limit_test_batches=2"]
-
+LIMITS = [
+    "trainer.max_epochs=2",
+    "trainer.limit_train_batches=3",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=2",
+]
 
 
 def ensure_housing_data() -> None:

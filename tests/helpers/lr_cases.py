@@ -15,7 +15,6 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
-from tests.helpers.tiny import loader, tiny_trainer
 from torch.optim import lr_scheduler as torch_sched
 
 from lr_callbacks import (
@@ -28,6 +27,7 @@ from lr_callbacks import (
     StepDecay,
     Warmup,
 )
+from tests.helpers.tiny import loader, tiny_trainer
 
 TorchFactory = Callable[[torch.optim.Optimizer, list[float], int], Any]
 
@@ -71,7 +71,9 @@ class Case:
         return torch_lrs(lambda optimizer: make(optimizer, list(bases), total), bases, times)
 
 
-def torch_lrs(make: Callable[[torch.optim.Optimizer], Any], bases: Sequence[float], times: Sequence[float]) -> list[list[float]]:
+def torch_lrs(
+    make: Callable[[torch.optim.Optimizer], Any], bases: Sequence[float], times: Sequence[float]
+) -> list[list[float]]:
     """The LR of each group (base LRs ``bases``) at each time in ``times`` from the torch scheduler ``make(optimizer)``:
     chained ``step()`` once per whole unit of time, and ``CosineAnnealingWarmRestarts.step(t)`` for its fractional
     epochs."""
@@ -160,7 +162,9 @@ class PerOptimizerLRs(Callback):
         self.lr_types.update(type(g["lr"]) for g in optimizer.param_groups)
 
 
-def fit_per_optimizer(module: pl.LightningModule, callbacks: list, epochs: int, batches: int, **kwargs: Any) -> tuple[PerOptimizerLRs, pl.Trainer]:
+def fit_per_optimizer(
+    module: pl.LightningModule, callbacks: list, epochs: int, batches: int, **kwargs: Any
+) -> tuple[PerOptimizerLRs, pl.Trainer]:
     """Fit ``module`` for ``epochs`` epochs of ``batches`` batches of 8 (seed 0) with ``callbacks``; return the
     LRs every optimizer stepped with, and the trainer."""
     torch.manual_seed(0)

@@ -62,7 +62,9 @@ def training_state(module: pl.LightningModule, optimizers: Sequence[torch.optim.
 
 def identical(a: dict[str, Any], b: dict[str, Any]) -> bool:
     """Bit-for-bit equality of two :func:`training_state` copies."""
-    same_model = a["model"].keys() == b["model"].keys() and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    same_model = a["model"].keys() == b["model"].keys() and all(
+        torch.equal(a["model"][k], b["model"][k]) for k in a["model"]
+    )
     same_opt = len(a["opt"]) == len(b["opt"]) and all(
         sa.keys() == sb.keys() and all(_equal(sa[k], sb[k]) for k in sa) for sa, sb in zip(a["opt"], b["opt"])
     )
@@ -81,7 +83,9 @@ class StepProbe(Callback):
         self.after: list[dict[str, Any]] = []
         self.lrs: list[list[float]] = []
 
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         self.before.append(training_state(pl_module, trainer.optimizers))
 
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:

@@ -58,7 +58,8 @@ def test_lr_sequence_is_identical_in_every_callback_order() -> None:
     lrs, weights, spikes = runs[0]
     assert 1 in spikes, "the loss bump of epoch 1 must make a spike"
     for other_lrs, other_weights, other_spikes in runs[1:]:
-        assert other_lrs == lrs and other_spikes == spikes
+        assert other_lrs == lrs
+        assert other_spikes == spikes
         assert all(torch.equal(a, b) for a, b in zip(weights, other_weights))
     # And the LR is the one rule, cosine(t) x warmup(t) x spike scale x sign, computed here independently.
     steps_per_epoch = 4
@@ -116,6 +117,8 @@ def test_resume_continues_the_same_lr_sequence(case: str, tmp_path: Path) -> Non
     for before, after in zip(callbacks, resumed_callbacks):
         assert after.state_dict().keys() == before.state_dict().keys()
         if isinstance(before, SpikeAdaptiveLR):
-            assert after.spikes == before.spikes and after.scales == before.scales
+            assert after.spikes == before.spikes
+            assert after.scales == before.scales
             if case in ("spike", "spike-rollback", "all-four"):
-                assert before.spikes and before.spikes[-1] > RESUME_AFTER  # a spike after the resume point
+                assert before.spikes
+                assert before.spikes[-1] > RESUME_AFTER

@@ -136,7 +136,11 @@ def test_plateau_state_round_trips() -> None:
     clone = ReduceOnPlateau("loss", patience=0)
     clone.load_state_dict(callback.state_dict())
     assert clone.state_dict() == callback.state_dict()
-    assert clone.state_key == callback.state_key == "ReduceOnPlateau{'monitor': 'loss', 'mode': 'min', 'interval': 'epoch'}"
+    assert (
+        clone.state_key
+        == callback.state_key
+        == "ReduceOnPlateau{'monitor': 'loss', 'mode': 'min', 'interval': 'epoch'}"
+    )
 
 
 def test_plateau_missing_metric_names_what_is_logged() -> None:
@@ -145,33 +149,33 @@ def test_plateau_missing_metric_names_what_is_logged() -> None:
 
 
 BAD_ARGS = [
-    (StepDecay, dict(step_size=0), "step_size"),
-    (StepDecay, dict(step_size=2.5), "step_size"),
-    (StepDecay, dict(step_size=2, gamma=0), "gamma"),
-    (StepDecay, dict(step_size=2, interval="batch"), "interval"),
-    (ExponentialDecay, dict(), "exactly one of `gamma` and `k`"),
-    (ExponentialDecay, dict(gamma=0.9, k=0.1), "exactly one of `gamma` and `k`"),
-    (ExponentialDecay, dict(gamma=-0.5), "gamma"),
-    (ExponentialDecay, dict(k=-1.0), "k"),
-    (CosineAnnealing, dict(T_max=0), "T_max"),
-    (CosineAnnealing, dict(T_max=10, eta_min=float("nan")), "eta_min"),
-    (CosineWarmRestarts, dict(T_0=0), "T_0"),
-    (CosineWarmRestarts, dict(T_0=10, T_mult=0.5), "T_mult"),
-    (CyclicLR, dict(base_lr=0.1, max_lr=0.01, step_size_up=5), "max_lr"),
-    (CyclicLR, dict(base_lr=0.01, max_lr=0.1, step_size_up=0), "step_size_up"),
-    (CyclicLR, dict(base_lr=0.01, max_lr=0.1, step_size_up=5, mode="sawtooth"), "mode"),
-    (CyclicLR, dict(base_lr=0.01, max_lr=0.1, step_size_up=5, gamma=1.5), "gamma"),
-    (CyclicLR, dict(base_lr=[0.01, 0.02], max_lr=[0.1], step_size_up=5), "max_lr"),
-    (OneCycle, dict(max_lr=0.1, pct_start=1.0), "pct_start"),
-    (OneCycle, dict(max_lr=0.1, anneal_strategy="cosine"), "anneal_strategy"),
-    (OneCycle, dict(max_lr=0.1, total_steps=1), "total_steps"),
-    (OneCycle, dict(max_lr=0.1, div_factor=0), "div_factor"),
-    (ReduceOnPlateau, dict(monitor="val_loss", mode="minimum"), "mode"),
-    (ReduceOnPlateau, dict(monitor="val_loss", factor=1.0), "factor"),
-    (ReduceOnPlateau, dict(monitor="val_loss", patience=-1), "patience"),
-    (ReduceOnPlateau, dict(monitor="val_loss", threshold_mode="pct"), "threshold_mode"),
-    (ReduceOnPlateau, dict(monitor="val_loss", min_lr=-1e-3), "min_lr"),
-    (ReduceOnPlateau, dict(monitor=""), "monitor"),
+    (StepDecay, {"step_size": 0}, "step_size"),
+    (StepDecay, {"step_size": 2.5}, "step_size"),
+    (StepDecay, {"step_size": 2, "gamma": 0}, "gamma"),
+    (StepDecay, {"step_size": 2, "interval": "batch"}, "interval"),
+    (ExponentialDecay, {}, "exactly one of `gamma` and `k`"),
+    (ExponentialDecay, {"gamma": 0.9, "k": 0.1}, "exactly one of `gamma` and `k`"),
+    (ExponentialDecay, {"gamma": -0.5}, "gamma"),
+    (ExponentialDecay, {"k": -1.0}, "k"),
+    (CosineAnnealing, {"T_max": 0}, "T_max"),
+    (CosineAnnealing, {"T_max": 10, "eta_min": float("nan")}, "eta_min"),
+    (CosineWarmRestarts, {"T_0": 0}, "T_0"),
+    (CosineWarmRestarts, {"T_0": 10, "T_mult": 0.5}, "T_mult"),
+    (CyclicLR, {"base_lr": 0.1, "max_lr": 0.01, "step_size_up": 5}, "max_lr"),
+    (CyclicLR, {"base_lr": 0.01, "max_lr": 0.1, "step_size_up": 0}, "step_size_up"),
+    (CyclicLR, {"base_lr": 0.01, "max_lr": 0.1, "step_size_up": 5, "mode": "sawtooth"}, "mode"),
+    (CyclicLR, {"base_lr": 0.01, "max_lr": 0.1, "step_size_up": 5, "gamma": 1.5}, "gamma"),
+    (CyclicLR, {"base_lr": [0.01, 0.02], "max_lr": [0.1], "step_size_up": 5}, "max_lr"),
+    (OneCycle, {"max_lr": 0.1, "pct_start": 1.0}, "pct_start"),
+    (OneCycle, {"max_lr": 0.1, "anneal_strategy": "cosine"}, "anneal_strategy"),
+    (OneCycle, {"max_lr": 0.1, "total_steps": 1}, "total_steps"),
+    (OneCycle, {"max_lr": 0.1, "div_factor": 0}, "div_factor"),
+    (ReduceOnPlateau, {"monitor": "val_loss", "mode": "minimum"}, "mode"),
+    (ReduceOnPlateau, {"monitor": "val_loss", "factor": 1.0}, "factor"),
+    (ReduceOnPlateau, {"monitor": "val_loss", "patience": -1}, "patience"),
+    (ReduceOnPlateau, {"monitor": "val_loss", "threshold_mode": "pct"}, "threshold_mode"),
+    (ReduceOnPlateau, {"monitor": "val_loss", "min_lr": -1e-3}, "min_lr"),
+    (ReduceOnPlateau, {"monitor": ""}, "monitor"),
 ]
 
 
@@ -307,6 +311,7 @@ def test_a_fitted_callback_pickles_without_the_trainer_plan() -> None:
     _fit([callback, Warmup(3)])
     assert callback._plan is not None
     clone = pickle.loads(pickle.dumps(callback))
-    assert clone._plan is None and clone._t == callback._t
+    assert clone._plan is None
+    assert clone._t == callback._t
     recorder, _ = _fit([clone])
     assert recorder.lrs == _fit([CosineAnnealing(T_max=10, interval="step")])[0].lrs

@@ -95,7 +95,7 @@ def test_linear_loss_has_no_curvature() -> None:
     assert max_stable_lr(model, lambda m, b: m.x.sum(), None) == math.inf
 
 
-@pytest.mark.parametrize("kwargs, name", [({"iters": 0}, "iters"), ({"tol": 0.0}, "tol")])
+@pytest.mark.parametrize(("kwargs", "name"), [({"iters": 0}, "iters"), ({"tol": 0.0}, "tol")])
 def test_bad_arguments_name_themselves(kwargs: dict, name: str) -> None:
     with pytest.raises(ValueError, match=f"`{name}`"):
         max_stable_lr(Point(torch.ones(1)), lambda m, b: m.x.pow(2).sum(), None, **kwargs)
@@ -110,7 +110,9 @@ def test_top_eigenvalue_counts_its_hessian_vector_products() -> None:
     # An indefinite Hessian runs a second, shifted power iteration: -5 and 4.9 are too close for the first run to
     # settle within 50 iterations, so it takes all 50, and the second adds more.
     indefinite = torch.diag(torch.tensor([-5.0, 4.9, 2.0], dtype=torch.float64))
-    lam, hvps = top_eigenvalue(Point(torch.ones(3, dtype=torch.float64)), quadratic(indefinite), None, iters=50, tol=1e-30)
+    lam, hvps = top_eigenvalue(
+        Point(torch.ones(3, dtype=torch.float64)), quadratic(indefinite), None, iters=50, tol=1e-30
+    )
     assert 50 < hvps <= 100
 
 
@@ -129,7 +131,7 @@ def test_attention_models_get_a_curvature_estimate_equal_to_the_exact_hessian() 
 
     def as_function(vector: torch.Tensor) -> torch.Tensor:
         chunks, offset = {}, 0
-        for (name, p) in attention.named_parameters():
+        for name, p in attention.named_parameters():
             chunks[name] = vector[offset : offset + p.numel()].reshape(p.shape)
             offset += p.numel()
         out = torch.func.functional_call(attention, chunks, (x, x, x), {"need_weights": False})[0]
@@ -143,8 +145,14 @@ def test_attention_models_get_a_curvature_estimate_equal_to_the_exact_hessian() 
 
 
 @pytest.mark.parametrize(
-    "momentum, dampening, nesterov, factor",
-    [(0.0, 0.0, False, 1.0), (0.9, 0.0, False, 1.9), (0.9, 0.5, False, 3.8), (0.9, 0.0, True, 1.9 / 2.8), (0.0, 0.3, False, 1.0)],
+    ("momentum", "dampening", "nesterov", "factor"),
+    [
+        (0.0, 0.0, False, 1.0),
+        (0.9, 0.0, False, 1.9),
+        (0.9, 0.5, False, 3.8),
+        (0.9, 0.0, True, 1.9 / 2.8),
+        (0.0, 0.3, False, 1.0),
+    ],
 )
 def test_sgd_stability_factor(momentum: float, dampening: float, nesterov: bool, factor: float) -> None:
     assert sgd_stability_factor(momentum, dampening, nesterov) == pytest.approx(factor)

@@ -41,7 +41,7 @@ SCRIPT = [1.0, 2.0, 1.9, 1.9]
 class CLIRegression(TinyRegression):
     """:class:`tiny.TinyRegression` with its own train data, and a scripted metric logged once per epoch."""
 
-    def __init__(self, lrs: list[float] = BASES, script: list[float] = SCRIPT) -> None:  # noqa: B006
+    def __init__(self, lrs: list[float] = BASES, script: list[float] = SCRIPT) -> None:
         super().__init__(base_lrs=lrs)
         self.script = script
 
@@ -89,9 +89,12 @@ def _seed_spike_factors(threshold: float = 1.1, decay: float = 0.5) -> list[floa
 
 def _finder_reference(bases: list[float], finder: Callback) -> list[list[float]]:
     """Every step runs at the suggestion, each group keeping its ratio to the first; the sweep was the one asked for."""
-    assert isinstance(finder, LRFinder) and finder.result is not None and finder.result.suggestion is not None
+    assert isinstance(finder, LRFinder)
+    assert finder.result is not None
+    assert finder.result.suggestion is not None
     lrs = finder.result.lrs
-    assert len(lrs) >= 10 and lrs == pytest.approx(sweep_lrs(1e-4, 1.0, 20)[: len(lrs)], rel=1e-12)
+    assert len(lrs) >= 10
+    assert lrs == pytest.approx(sweep_lrs(1e-4, 1.0, 20)[: len(lrs)], rel=1e-12)
     return [[finder.result.suggestion * b / bases[0] for b in bases]] * STEPS
 
 
@@ -106,7 +109,9 @@ CLI_CASES: dict[str, CLICase] = {
         {"step_size": 3, "gamma": 0.5, "interval": "step"},
         _torch(lambda o, b, n: torch_sched.StepLR(o, 3, 0.5), "step"),
     ),
-    "ExponentialDecay": CLICase({"k": 0.3}, _torch(lambda o, b, n: torch_sched.ExponentialLR(o, math.exp(-0.3)), "epoch")),
+    "ExponentialDecay": CLICase(
+        {"k": 0.3}, _torch(lambda o, b, n: torch_sched.ExponentialLR(o, math.exp(-0.3)), "epoch")
+    ),
     "CosineAnnealing": CLICase(
         {"T_max": 20, "eta_min": 0.001, "interval": "step"},
         _torch(lambda o, b, n: torch_sched.CosineAnnealingLR(o, T_max=20, eta_min=0.001), "step"),
@@ -116,15 +121,36 @@ CLI_CASES: dict[str, CLICase] = {
         _torch(lambda o, b, n: torch_sched.CosineAnnealingWarmRestarts(o, T_0=1, T_mult=2), "step", fractional=True),
     ),
     "CyclicLR": CLICase(  # one bound per param group, and a Literal mode
-        {"base_lr": [0.001, 0.002], "max_lr": [0.05, 0.02], "step_size_up": 2, "step_size_down": 3,
-         "mode": "exp_range", "gamma": 0.9},
-        _torch(lambda o, b, n: torch_sched.CyclicLR(o, [0.001, 0.002], [0.05, 0.02], step_size_up=2, step_size_down=3,
-                                                    mode="exp_range", gamma=0.9, cycle_momentum=False), "step"),
+        {
+            "base_lr": [0.001, 0.002],
+            "max_lr": [0.05, 0.02],
+            "step_size_up": 2,
+            "step_size_down": 3,
+            "mode": "exp_range",
+            "gamma": 0.9,
+        },
+        _torch(
+            lambda o, b, n: torch_sched.CyclicLR(
+                o,
+                [0.001, 0.002],
+                [0.05, 0.02],
+                step_size_up=2,
+                step_size_down=3,
+                mode="exp_range",
+                gamma=0.9,
+                cycle_momentum=False,
+            ),
+            "step",
+        ),
     ),  # fmt: skip
     "OneCycle": CLICase(  # total_steps=None: the trainer's length
         {"max_lr": [0.5, 0.2], "pct_start": 0.4, "anneal_strategy": "linear"},
-        _torch(lambda o, b, n: torch_sched.OneCycleLR(o, max_lr=[0.5, 0.2], total_steps=n, pct_start=0.4,
-                                                      anneal_strategy="linear", cycle_momentum=False), "step"),
+        _torch(
+            lambda o, b, n: torch_sched.OneCycleLR(
+                o, max_lr=[0.5, 0.2], total_steps=n, pct_start=0.4, anneal_strategy="linear", cycle_momentum=False
+            ),
+            "step",
+        ),
     ),  # fmt: skip
     "ReduceOnPlateau": CLICase(  # one floor per param group
         {"monitor": "scripted", "mode": "max", "factor": 0.5, "patience": 0, "min_lr": [0.03, 0.001]},
@@ -188,9 +214,12 @@ LITERALS = [
 @pytest.mark.parametrize(("cls", "argument", "allowed"), LITERALS, ids=[f"{c.__name__}.{a}" for c, a, _ in LITERALS])
 def test_literal_hints_are_the_allowed_values_of_the_runtime_check(cls: type, argument: str, allowed: tuple) -> None:
     hint = typing.get_type_hints(cls.__init__)[argument]
-    assert typing.get_origin(hint) is typing.Literal and typing.get_args(hint) == allowed
+    assert typing.get_origin(hint) is typing.Literal
+    assert typing.get_args(hint) == allowed
     required = {k: v for k, v in CLI_CASES[cls.__name__].init_args.items() if k != argument}
-    with pytest.raises(ValueError, match=rf"^`{argument}` must be one of {re.escape(str(list(allowed)))}, got 'nope'\.$"):
+    with pytest.raises(
+        ValueError, match=rf"^`{argument}` must be one of {re.escape(str(list(allowed)))}, got 'nope'\.$"
+    ):
         cls(**required, **{argument: "nope"})
 
 
@@ -296,7 +325,12 @@ def test_callbacks_compose_from_the_command_line(tmp_path: Path, monkeypatch: py
     ],
 )
 def test_a_bad_choice_is_refused_when_parsing_with_the_allowed_values(
-    name: str, argument: str, value: str, allowed: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    name: str,
+    argument: str,
+    value: str,
+    allowed: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     args = _command_line(name, {**CLI_CASES[name].init_args, argument: value})
     monkeypatch.setattr(sys, "argv", ["lightning-cli"])

@@ -19,7 +19,9 @@ def test_only_core_assigns_param_group_lr() -> None:
     package = Path(lr_callbacks.__file__).parent
     writers = sorted(p.relative_to(package).as_posix() for p in package.rglob("*.py") if WRITE.search(p.read_text()))
     assert writers == ["core.py"]
-    assert WRITE.search('group["lr"] *= 2') and WRITE.search("g['lr'] = 1") and not WRITE.search('g["lr"] == 1')
+    assert WRITE.search('group["lr"] *= 2')
+    assert WRITE.search("g['lr'] = 1")
+    assert not WRITE.search('g["lr"] == 1')
 
 
 def test_write_lrs_sets_lr_and_optionally_the_base() -> None:

@@ -146,7 +146,9 @@ def test_spike_reads_its_loss_under_manual_optimization(case: str) -> None:
 
 def test_step_level_spike_under_two_optimizers() -> None:
     """Checked after every training step: the first 50x batch (batch 5) spikes, the LR halves from batch 6."""
-    recorder, _ = _fit(TinyGAN(loss_scale={1: 50.0}), [SpikeAdaptiveLR(interval="step", detector="ratio", reactions="backoff")])
+    recorder, _ = _fit(
+        TinyGAN(loss_scale={1: 50.0}), [SpikeAdaptiveLR(interval="step", detector="ratio", reactions="backoff")]
+    )
     halve = [1.0] * 6 + [0.5] * (EPOCHS * BATCHES - 6)
     assert recorder.lrs[0] == [[G_LR * h] for h in halve]
     assert recorder.lrs[1] == [[lr * h for lr in D_LRS] for h in halve]

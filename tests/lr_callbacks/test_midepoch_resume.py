@@ -105,6 +105,7 @@ def test_two_optimizers_resume_mid_epoch_exactly(case: Case, interval: str, tmp_
 
 def test_resume_mid_epoch_under_gradient_accumulation(tmp_path: Path) -> None:
     """Accumulating 2 batches: 3 optimizer steps per 5-batch epoch; step 4 is inside epoch 1."""
+
     def callbacks() -> list[Callback]:
         return [CASES[CASE_IDS.index("sgdr")].make("step"), Warmup(5), SignAlternation(interval="step")]
 
@@ -139,7 +140,9 @@ class _Spiky(TinyRegression):
 SPIKY = {0: 1.0, 1: 30.0, 2: 60.0, 3: 1.0}
 SPIKE_CASES: dict[str, Callable[[], list[Callback]]] = {
     "spike": lambda: [SpikeAdaptiveLR()],
-    "spike-step-ema": lambda: [SpikeAdaptiveLR(interval="step", detector="ratio", reactions="backoff", ema=0.5, threshold=1.05)],
+    "spike-step-ema": lambda: [
+        SpikeAdaptiveLR(interval="step", detector="ratio", reactions="backoff", ema=0.5, threshold=1.05)
+    ],
     "spike-rollback": lambda: [SpikeAdaptiveLR(rollback=True)],
     "four": lambda: [
         CosineAnnealing(T_max=20, interval="step"),
@@ -160,7 +163,8 @@ def test_spike_resumes_mid_epoch_exactly(case: str, module: str, tmp_path: Path)
         make, global_step = (lambda: TinyGAN(loss_scale=SPIKY)), 14
     callbacks = _assert_resumes_exactly(SPIKE_CASES[case], make, tmp_path, global_step=global_step, steps_done=7)
     (spike,) = [c for c in callbacks if isinstance(c, SpikeAdaptiveLR)]
-    assert spike.spikes and spike.spikes[-1] >= (2 if spike.interval == "epoch" else 10)
+    assert spike.spikes
+    assert spike.spikes[-1] >= (2 if spike.interval == "epoch" else 10)
 
 
 def _plateau_on_train_aggregate() -> list[Callback]:
@@ -189,12 +193,13 @@ def test_plateau_warns_at_a_resume_it_cannot_continue_exactly(
         assert resumed.lrs[0] == full.lrs[0][global_step:]
         assert full.lrs[0][-1] != full.lrs[0][0], "the run must reduce the LR"
     else:
-        assert len(ours) == 1 and warning in ours[0]
+        assert len(ours) == 1
+        assert warning in ours[0]
 
 
 def test_a_plain_dataloader_resumed_mid_epoch_is_not_resumable(tmp_path: Path) -> None:
     """The control for the absent warning above: Lightning warns for a loader without the protocol."""
-    plain = lambda: DataLoader(regression_data(N), batch_size=BATCH)  # noqa: E731
+    plain = lambda: DataLoader(regression_data(N), batch_size=BATCH)
     _fit(lambda: [], _regression, tmp_path / "full", train_loader=plain, save_every={"every_n_train_steps": 7})
     ckpt = tmp_path / "full" / "step=7.ckpt"
     _, _, messages, _ = _fit(lambda: [], _regression, tmp_path / "r", ckpt_path=ckpt, train_loader=plain)

@@ -66,14 +66,19 @@ def _composition(schedule_interval: str, sign_interval: str) -> list[Callback]:
     ]
 
 
-@pytest.mark.parametrize(("schedule_interval", "sign_interval"), [("epoch", "epoch"), ("step", "step"), ("epoch", "step")])
+@pytest.mark.parametrize(
+    ("schedule_interval", "sign_interval"), [("epoch", "epoch"), ("step", "step"), ("epoch", "step")]
+)
 def test_preview_is_the_run_for_warmup_cosine_and_sign_alternation(schedule_interval: str, sign_interval: str) -> None:
     recorder = _fit(_composition(schedule_interval, sign_interval))
-    foreseen = preview(_composition(schedule_interval, sign_interval), epochs=EPOCHS, steps_per_epoch=BATCHES, base_lrs=BASES)
+    foreseen = preview(
+        _composition(schedule_interval, sign_interval), epochs=EPOCHS, steps_per_epoch=BATCHES, base_lrs=BASES
+    )
     assert [row[0] for row in foreseen.lrs] == recorder.lrs
     # warmup ramps, the sign flips, the cosine anneals: the comparison is not of a flat line
     first = foreseen.series(0, 0)
-    assert first[0] == pytest.approx(0.01) and min(first) < 0 < max(first)
+    assert first[0] == pytest.approx(0.01)
+    assert min(first) < 0 < max(first)
 
 
 def _restarts_and_warmup() -> list[Callback]:
@@ -84,7 +89,9 @@ def test_preview_counts_accumulation_windows_as_steps() -> None:
     """8 batches per epoch, accumulating 3: 3 optimizer steps per epoch, the last window short; SGDR's
     fractional epoch moves by thirds."""
     recorder = _fit(_restarts_and_warmup(), accumulate_grad_batches=3)
-    foreseen = preview(_restarts_and_warmup(), epochs=EPOCHS, batches_per_epoch=BATCHES, accumulate_grad_batches=3, base_lrs=BASES)
+    foreseen = preview(
+        _restarts_and_warmup(), epochs=EPOCHS, batches_per_epoch=BATCHES, accumulate_grad_batches=3, base_lrs=BASES
+    )
     assert foreseen.steps_per_epoch == 3
     assert [row[0] for row in foreseen.lrs] == recorder.lrs
 
@@ -106,7 +113,9 @@ def test_preview_of_two_optimizers_is_the_run_per_optimizer_and_group() -> None:
     callbacks = _composition("step", "epoch")
     trainer = tiny_trainer([*callbacks, recorder], max_epochs=EPOCHS)
     trainer.fit(TinyGAN(), loader(n=8 * BATCHES))
-    foreseen = preview(_composition("step", "epoch"), epochs=EPOCHS, steps_per_epoch=BATCHES, base_lrs=[[G_LR], list(D_LRS)])
+    foreseen = preview(
+        _composition("step", "epoch"), epochs=EPOCHS, steps_per_epoch=BATCHES, base_lrs=[[G_LR], list(D_LRS)]
+    )
     assert [row[0] for row in foreseen.lrs] == recorder.lrs[0]
     assert [row[1] for row in foreseen.lrs] == recorder.lrs[1]
 
@@ -144,7 +153,9 @@ def test_plateau_with_the_metric_the_run_logged_is_the_run(interval: str) -> Non
     metric = MetricRecorder("train_loss", interval)
     recorder = _fit([*_plateau(interval), metric], max_epochs=5)
     assert len(metric.values) == (5 if interval == "epoch" else 5 * BATCHES)
-    foreseen = preview(_plateau(interval), epochs=5, steps_per_epoch=BATCHES, base_lrs=BASES, metrics={"train_loss": metric.values})
+    foreseen = preview(
+        _plateau(interval), epochs=5, steps_per_epoch=BATCHES, base_lrs=BASES, metrics={"train_loss": metric.values}
+    )
     assert [row[0] for row in foreseen.lrs] == recorder.lrs
     assert foreseen.unforeseen == []
     assert foreseen.series(0, 0)[-1] <= BASES[0] * 0.5**2  # reduced twice at least
@@ -168,7 +179,9 @@ def test_plateau_reduces_as_torch_would_on_a_scripted_metric() -> None:
 def test_preview_leaves_the_callbacks_as_they_were() -> None:
     plateau, warmup = ReduceOnPlateau("val", patience=0), Warmup(duration=4)
     preview([plateau, warmup], epochs=4, steps_per_epoch=1, base_lrs=0.1, metrics=[1.0, 1.0, 1.0, 1.0])
-    assert plateau.lrs is None and plateau.num_bad == 0 and warmup._t == 0.0
+    assert plateau.lrs is None
+    assert plateau.num_bad == 0
+    assert warmup._t == 0.0
 
 
 def test_without_its_metric_a_plateau_is_held_flat_with_a_warning() -> None:
@@ -275,7 +288,9 @@ def test_spike_adaptive_without_its_metric_is_held_flat_with_a_warning() -> None
 
 
 def test_two_schedules_are_refused_as_the_trainer_refuses_them() -> None:
-    with pytest.raises(MisconfigurationException, match=r"At most one schedule callback .* \['StepDecay', 'CosineAnnealing'\]"):
+    with pytest.raises(
+        MisconfigurationException, match=r"At most one schedule callback .* \['StepDecay', 'CosineAnnealing'\]"
+    ):
         preview([StepDecay(2), CosineAnnealing(5)], epochs=2, steps_per_epoch=2, base_lrs=0.1)
 
 
@@ -365,7 +380,12 @@ def test_preview_runs_without_matplotlib_and_plot_says_what_is_missing() -> None
         print(sorted(m for m in sys.modules if m.split(".")[0] in ABSENT))
         """
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ.copy(), timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=os.environ.copy(), timeout=120
+    )
     assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines() == ["[0.1, 0.05]", "`LRPreview.plot` needs matplotlib: `pip install matplotlib`.", "[]"]
-
+    assert out.stdout.splitlines() == [
+        "[0.1, 0.05]",
+        "`LRPreview.plot` needs matplotlib: `pip install matplotlib`.",
+        "[]",
+    ]

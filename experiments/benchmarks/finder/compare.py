@@ -36,13 +36,13 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 
-from experiments.benchmarks.timing import BARE_TRAINER
 from experiments.benchmarks.finder.reference import OTHER_SEEDS, LossCache, Reference, grid_reference
 from experiments.benchmarks.finder.tasks import SEEDS, TASKS, FinderTask, initial_loss, timed
+from experiments.benchmarks.timing import BARE_TRAINER
 from lr_callbacks import LRFinder
 from lr_callbacks.finder.curve import CURVE_METHODS, fastai_valley, smooth, suggest
 
-FASTAI = dict(start_lr=1e-7, end_lr=10.0, num_it=100, beta=0.98, stop_factor=4.0)
+FASTAI = {"start_lr": 1e-7, "end_lr": 10.0, "num_it": 100, "beta": 0.98, "stop_factor": 4.0}
 METHODS = ("race", *CURVE_METHODS, "curvature", "lightning", "fastai_valley")
 """Ours (every suggestion), then Lightning's finder and fastai's valley."""
 OTHER_SEEDS_METHOD = "best_of_seeds23"
@@ -194,7 +194,11 @@ def suggestions(
 
 
 def compare(
-    names: Sequence[str], cache: LossCache, methods: Sequence[str] = METHODS, other_seeds: bool = False, **finder_kwargs: Any
+    names: Sequence[str],
+    cache: LossCache,
+    methods: Sequence[str] = METHODS,
+    other_seeds: bool = False,
+    **finder_kwargs: Any,
 ) -> list[Row]:
     """For each task: the grid reference, then every method's suggestions trained and divided by the grid's best
     (and, with ``other_seeds``, the :data:`OTHER_SEEDS_METHOD` row).
@@ -220,7 +224,9 @@ def compare(
             row.cells[method] = _trained(cell, task, cache, row.reference)
         if other_seeds:
             best = grid_reference(task, cache, seeds=OTHER_SEEDS).best_lr
-            row.cells[OTHER_SEEDS_METHOD] = _trained(Cell([best] * len(SEEDS), [0] * len(SEEDS), cost_unit="none"), task, cache, row.reference)
+            row.cells[OTHER_SEEDS_METHOD] = _trained(
+                Cell([best] * len(SEEDS), [0] * len(SEEDS), cost_unit="none"), task, cache, row.reference
+            )
         rows.append(row)
     return rows
 
@@ -234,7 +240,9 @@ def _trained(cell: Cell, task: FinderTask, cache: LossCache, reference: Referenc
     return cell
 
 
-def format_table(rows: Sequence[Row], title: str, ours: str = "race", others: Sequence[str] = ("lightning", "fastai_valley")) -> str:
+def format_table(
+    rows: Sequence[Row], title: str, ours: str = "race", others: Sequence[str] = ("lightning", "fastai_valley")
+) -> str:
     """Long format: one line per task and method (``div``: training at the suggestion diverged on some seed), then a
     summary per method and how often ``ours`` has the lower loss ratio than each of ``others``."""
     done = [row for row in rows if row.reference is not None]
@@ -253,7 +261,9 @@ def format_table(rows: Sequence[Row], title: str, ours: str = "race", others: Se
             cell = row.cells[method]
             head = f"{row.task:<32} {best:>12.3g}" if k == 0 else " " * 45
             lr = "none" if cell.lr is None else f"{cell.lr:.3g}"
-            cost = "-" if cell.cost_unit == "none" else f"{max(cell.steps)} {'HVP' if cell.cost_unit == 'HVPs' else 'st'}"
+            cost = (
+                "-" if cell.cost_unit == "none" else f"{max(cell.steps)} {'HVP' if cell.cost_unit == 'HVPs' else 'st'}"
+            )
             lines.append(
                 f"{head} {method:<14} {lr:>12} {_ratio(cell.ratio):>10} {'yes' if cell.diverged else '':>3}"
                 f" {cell.log2_error(best):>7.2f} {cost:>10}"

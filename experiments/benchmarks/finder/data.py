@@ -297,7 +297,9 @@ def unnormalised_deep_regression_data(seed: int) -> Tensors:
     g = _generator(seed, 27)
     scales = torch.logspace(0, 1.5, 6)
     z = torch.randn(2048, 6, generator=g)
-    y = torch.tanh(z @ torch.randn(6, 3, generator=g)).prod(dim=1, keepdim=True) + 0.05 * torch.randn(2048, 1, generator=g)
+    y = torch.tanh(z @ torch.randn(6, 3, generator=g)).prod(dim=1, keepdim=True) + 0.05 * torch.randn(
+        2048, 1, generator=g
+    )
     return scales * (z + 2.0 * torch.rand(6, generator=g)), y
 
 

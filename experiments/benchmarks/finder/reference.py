@@ -123,7 +123,9 @@ def grid_reference(task: FinderTask, cache: LossCache, seeds: Sequence[int] = SE
     return ref
 
 
-def _walk(ref: Reference, task: FinderTask, cache: LossCache, seeds: Sequence[int], lrs: list[float], upward: bool = False) -> None:
+def _walk(
+    ref: Reference, task: FinderTask, cache: LossCache, seeds: Sequence[int], lrs: list[float], upward: bool = False
+) -> None:
     beyond_best = 0
     for lr in lrs:
         ref.losses[lr] = cache.mean_loss(task, lr, seeds)

@@ -22,8 +22,8 @@ import warnings
 
 from experiments.benchmarks.finder.compare import compare, format_table
 from experiments.benchmarks.finder.reference import LossCache, cache_dir
-from experiments.benchmarks.timing import one_thread
 from experiments.benchmarks.finder.tasks import DEV, EVAL
+from experiments.benchmarks.timing import one_thread
 
 
 def _quiet() -> None:

@@ -116,7 +116,9 @@ class SliceBatches:
     [[0.0, 1.0], [2.0, 3.0], [4.0]]
     """
 
-    def __init__(self, tensors: tuple[Tensor, ...], batch_size: int | None, seed: int = 0, shuffle: bool = True) -> None:
+    def __init__(
+        self, tensors: tuple[Tensor, ...], batch_size: int | None, seed: int = 0, shuffle: bool = True
+    ) -> None:
         self.tensors = tensors
         self.batch_size = batch_size or len(tensors[0])
         self.shuffle = shuffle
@@ -303,64 +305,303 @@ def _cached_data(task: FinderTask, seed: int) -> Tensors:
 
 _TASK_LIST = [
     # first development half
-    FinderTask("linear_unnormalised_sgd", lambda: nn.Linear(16, 1), "mse", "sgd", unnormalised_linear_data, 32, 500, "unnormalised"),
-    FinderTask("mlp_tanh_momentum", lambda: mlp([8, 32, 32, 1], nn.Tanh), "mse", "sgd_momentum", sine_regression_data, 64, 300),
-    FinderTask("bn_mlp_nesterov", lambda: mlp([20, 64, 64, 5], batchnorm=True), "cross_entropy", "nesterov", cluster_classes_data, 8, 600),
+    FinderTask(
+        "linear_unnormalised_sgd",
+        lambda: nn.Linear(16, 1),
+        "mse",
+        "sgd",
+        unnormalised_linear_data,
+        32,
+        500,
+        "unnormalised",
+    ),
+    FinderTask(
+        "mlp_tanh_momentum", lambda: mlp([8, 32, 32, 1], nn.Tanh), "mse", "sgd_momentum", sine_regression_data, 64, 300
+    ),
+    FinderTask(
+        "bn_mlp_nesterov",
+        lambda: mlp([20, 64, 64, 5], batchnorm=True),
+        "cross_entropy",
+        "nesterov",
+        cluster_classes_data,
+        8,
+        600,
+    ),
     FinderTask("cnn_bars_adam", lambda: SmallCNN(4), "cross_entropy", "adam", bar_images_data, 32, 400),
     FinderTask("gru_adding_rmsprop", lambda: GRURegressor(2), "mse", "rmsprop", adding_problem_data, 32, 500),
-    FinderTask("logistic_unnormalised_adamw", lambda: nn.Linear(10, 1), "bce", "adamw", unnormalised_logistic_data, 128, 100, "unnormalised"),
-    FinderTask("autoencoder_subspace_adam", lambda: mlp([32, 16, 4, 16, 32], nn.Tanh), "mse", "adam", subspace_autoencoder_data, 64, 300),
-    FinderTask("mlp_fullbatch_gd", lambda: mlp([4, 32, 32, 1], nn.Tanh), "mse", "sgd", smooth_regression_data, None, 2000),
+    FinderTask(
+        "logistic_unnormalised_adamw",
+        lambda: nn.Linear(10, 1),
+        "bce",
+        "adamw",
+        unnormalised_logistic_data,
+        128,
+        100,
+        "unnormalised",
+    ),
+    FinderTask(
+        "autoencoder_subspace_adam",
+        lambda: mlp([32, 16, 4, 16, 32], nn.Tanh),
+        "mse",
+        "adam",
+        subspace_autoencoder_data,
+        64,
+        300,
+    ),
+    FinderTask(
+        "mlp_fullbatch_gd", lambda: mlp([4, 32, 32, 1], nn.Tanh), "mse", "sgd", smooth_regression_data, None, 2000
+    ),
     # first evaluation half (consumed by the first evaluation: development tasks now, see DEV)
     FinderTask("housing_linear_sgd", lambda: nn.Linear(8, 1), "mse", "sgd", housing_data, 64, 1000),
-    FinderTask("spirals_mlp_momentum", lambda: mlp([2, 64, 64, 3]), "cross_entropy", "sgd_momentum", spirals_data, 32, 1000),
+    FinderTask(
+        "spirals_mlp_momentum", lambda: mlp([2, 64, 64, 3]), "cross_entropy", "sgd_momentum", spirals_data, 32, 1000
+    ),
     FinderTask("cnn_shapes_nesterov", lambda: SmallCNN(3), "cross_entropy", "nesterov", shape_images_data, 64, 300),
-    FinderTask("bn_mlp_xor_adamw", lambda: mlp([12, 64, 64, 1], batchnorm=True), "bce", "adamw", xor_bce_data, 256, 150, "unnormalised"),
-    FinderTask("attention_majority_adam", lambda: AttentionClassifier(8, 10, 3), "cross_entropy", "adam", majority_token_data, 64, 800),
+    FinderTask(
+        "bn_mlp_xor_adamw",
+        lambda: mlp([12, 64, 64, 1], batchnorm=True),
+        "bce",
+        "adamw",
+        xor_bce_data,
+        256,
+        150,
+        "unnormalised",
+    ),
+    FinderTask(
+        "attention_majority_adam",
+        lambda: AttentionClassifier(8, 10, 3),
+        "cross_entropy",
+        "adam",
+        majority_token_data,
+        64,
+        800,
+    ),
     FinderTask("autoencoder_blobs_adam", lambda: mlp([16, 8, 2, 8, 16], nn.Tanh), "mse", "adam", blobs_data, 32, 2000),
-    FinderTask("mlp_unnormalised_rmsprop", lambda: mlp([6, 32, 32, 1]), "mse", "rmsprop", unnormalised_regression_data, 8, 1500, "unnormalised"),
-    FinderTask("mlp_fullbatch_momentum", lambda: mlp([2, 32, 32, 2], nn.Tanh), "cross_entropy", "sgd_momentum", gaussian_xor_data, None, 1000),
+    FinderTask(
+        "mlp_unnormalised_rmsprop",
+        lambda: mlp([6, 32, 32, 1]),
+        "mse",
+        "rmsprop",
+        unnormalised_regression_data,
+        8,
+        1500,
+        "unnormalised",
+    ),
+    FinderTask(
+        "mlp_fullbatch_momentum",
+        lambda: mlp([2, 32, 32, 2], nn.Tanh),
+        "cross_entropy",
+        "sgd_momentum",
+        gaussian_xor_data,
+        None,
+        1000,
+    ),
     # fresh evaluation part, added after the first evaluation (see DEV)
     FinderTask("linear_regression_adam", lambda: nn.Linear(20, 1), "mse", "adam", linear_regression_data, 16, 800),
-    FinderTask("softmax_regression_sgd", lambda: nn.Linear(30, 10), "cross_entropy", "sgd", softmax_regression_data, 64, 600),
-    FinderTask("mlp_noisy_labels_adamw", lambda: mlp([16, 64, 64, 64, 8]), "cross_entropy", "adamw", noisy_clusters_data, 128, 400),
-    FinderTask("bn_mlp_regression_sgd", lambda: mlp([10, 64, 64, 1], batchnorm=True), "mse", "sgd", product_regression_data, 32, 1000),
+    FinderTask(
+        "softmax_regression_sgd", lambda: nn.Linear(30, 10), "cross_entropy", "sgd", softmax_regression_data, 64, 600
+    ),
+    FinderTask(
+        "mlp_noisy_labels_adamw",
+        lambda: mlp([16, 64, 64, 64, 8]),
+        "cross_entropy",
+        "adamw",
+        noisy_clusters_data,
+        128,
+        400,
+    ),
+    FinderTask(
+        "bn_mlp_regression_sgd",
+        lambda: mlp([10, 64, 64, 1], batchnorm=True),
+        "mse",
+        "sgd",
+        product_regression_data,
+        32,
+        1000,
+    ),
     FinderTask("cnn_quadrants_rmsprop", lambda: SmallCNN(4), "cross_entropy", "rmsprop", quadrant_images_data, 16, 500),
-    FinderTask("cnn_unnormalised_adam", lambda: SmallCNN(3), "cross_entropy", "adam", dot_count_images_data, 32, 300, "unnormalised"),
-    FinderTask("gru_half_sums_nesterov", lambda: GRURegressor(1, n_outputs=2), "cross_entropy", "nesterov", half_sums_data, 64, 600),
-    FinderTask("attention_count_adamw", lambda: AttentionClassifier(10, 12, 1), "mse", "adamw", first_token_count_data, 32, 500),
-    FinderTask("autoencoder_bce_rmsprop", lambda: mlp([24, 12, 4, 12, 24]), "bce", "rmsprop", binary_patterns_data, 64, 400),
-    FinderTask("mlp_fullbatch_adam", lambda: mlp([3, 32, 32, 1], nn.Tanh), "mse", "adam", wave_regression_data, None, 1500),
+    FinderTask(
+        "cnn_unnormalised_adam",
+        lambda: SmallCNN(3),
+        "cross_entropy",
+        "adam",
+        dot_count_images_data,
+        32,
+        300,
+        "unnormalised",
+    ),
+    FinderTask(
+        "gru_half_sums_nesterov",
+        lambda: GRURegressor(1, n_outputs=2),
+        "cross_entropy",
+        "nesterov",
+        half_sums_data,
+        64,
+        600,
+    ),
+    FinderTask(
+        "attention_count_adamw", lambda: AttentionClassifier(10, 12, 1), "mse", "adamw", first_token_count_data, 32, 500
+    ),
+    FinderTask(
+        "autoencoder_bce_rmsprop", lambda: mlp([24, 12, 4, 12, 24]), "bce", "rmsprop", binary_patterns_data, 64, 400
+    ),
+    FinderTask(
+        "mlp_fullbatch_adam", lambda: mlp([3, 32, 32, 1], nn.Tanh), "mse", "adam", wave_regression_data, None, 1500
+    ),
     FinderTask("logistic_momentum_b8", lambda: nn.Linear(12, 1), "bce", "sgd_momentum", normal_logistic_data, 8, 150),
-    FinderTask("deep_tanh_unnormalised_nesterov", lambda: mlp([6, 32, 32, 32, 32, 1], nn.Tanh), "mse", "nesterov", unnormalised_deep_regression_data, 64, 2000, "unnormalised"),
+    FinderTask(
+        "deep_tanh_unnormalised_nesterov",
+        lambda: mlp([6, 32, 32, 32, 32, 1], nn.Tanh),
+        "mse",
+        "nesterov",
+        unnormalised_deep_regression_data,
+        64,
+        2000,
+        "unnormalised",
+    ),
     # third evaluation part, written before the second round of tuning (see EVAL)
-    FinderTask("polynomial_features_sgd", lambda: nn.Linear(4, 1), "mse", "sgd", polynomial_features_data, 16, 600, "unnormalised"),
+    FinderTask(
+        "polynomial_features_sgd",
+        lambda: nn.Linear(4, 1),
+        "mse",
+        "sgd",
+        polynomial_features_data,
+        16,
+        600,
+        "unnormalised",
+    ),
     FinderTask("moons_mlp_nesterov_b8", lambda: mlp([2, 64, 64, 2]), "cross_entropy", "nesterov", moons_data, 8, 800),
-    FinderTask("cnn_gratings_momentum", lambda: SmallCNN(3), "cross_entropy", "sgd_momentum", grating_images_data, 32, 400),
+    FinderTask(
+        "cnn_gratings_momentum", lambda: SmallCNN(3), "cross_entropy", "sgd_momentum", grating_images_data, 32, 400
+    ),
     FinderTask("lstm_slope_adam", lambda: LSTMRegressor(1), "mse", "adam", trend_sequences_data, 64, 600),
-    FinderTask("attention_first_last_rmsprop", lambda: AttentionClassifier(5, 8, 1), "bce", "rmsprop", first_last_token_data, 128, 300),
-    FinderTask("autoencoder_patches_adamw", lambda: mlp([36, 16, 6, 16, 36], nn.Tanh), "mse", "adamw", smooth_patches_data, 32, 1000),
-    FinderTask("bn_mlp_unnormalised_rmsprop", lambda: mlp([12, 48, 48, 6], batchnorm=True), "cross_entropy", "rmsprop", unnormalised_clusters_data, 16, 600, "unnormalised"),
+    FinderTask(
+        "attention_first_last_rmsprop",
+        lambda: AttentionClassifier(5, 8, 1),
+        "bce",
+        "rmsprop",
+        first_last_token_data,
+        128,
+        300,
+    ),
+    FinderTask(
+        "autoencoder_patches_adamw",
+        lambda: mlp([36, 16, 6, 16, 36], nn.Tanh),
+        "mse",
+        "adamw",
+        smooth_patches_data,
+        32,
+        1000,
+    ),
+    FinderTask(
+        "bn_mlp_unnormalised_rmsprop",
+        lambda: mlp([12, 48, 48, 6], batchnorm=True),
+        "cross_entropy",
+        "rmsprop",
+        unnormalised_clusters_data,
+        16,
+        600,
+        "unnormalised",
+    ),
     FinderTask("logistic_fullbatch_gd", lambda: nn.Linear(15, 1), "bce", "sgd", noisy_logistic_data, None, 200),
     FinderTask("wide_mlp_adamw_b8", lambda: mlp([5, 256, 1]), "mse", "adamw", kinked_regression_data, 8, 2000),
     FinderTask("deep_relu_bce_adam", lambda: mlp([4, *[32] * 7, 1]), "bce", "adam", wavy_boundary_data, 256, 120),
-    FinderTask("mlp_unnormalised_momentum_full", lambda: mlp([3, 32, 32, 1], nn.Tanh), "mse", "sgd_momentum", unnormalised_smooth_data, None, 1500, "unnormalised"),
-    FinderTask("autoencoder_atoms_nesterov", lambda: mlp([40, 20, 8, 20, 40]), "mse", "nesterov", sparse_atoms_data, 64, 500),
+    FinderTask(
+        "mlp_unnormalised_momentum_full",
+        lambda: mlp([3, 32, 32, 1], nn.Tanh),
+        "mse",
+        "sgd_momentum",
+        unnormalised_smooth_data,
+        None,
+        1500,
+        "unnormalised",
+    ),
+    FinderTask(
+        "autoencoder_atoms_nesterov", lambda: mlp([40, 20, 8, 20, 40]), "mse", "nesterov", sparse_atoms_data, 64, 500
+    ),
     FinderTask("bag_of_words_sgd", lambda: BagOfEmbeddings(50, 4), "cross_entropy", "sgd", topic_tokens_data, 32, 500),
     FinderTask("cnn_blob_position_adamw", lambda: ConvRegressor(2), "mse", "adamw", blob_position_images_data, 64, 300),
     # fourth evaluation part, written after the current method was frozen (see EVAL)
     FinderTask("rings_mlp_adam", lambda: mlp([2, 64, 64, 3]), "cross_entropy", "adam", ring_classes_data, 32, 600),
-    FinderTask("heteroscedastic_linear_momentum_b16", lambda: nn.Linear(12, 1), "mse", "sgd_momentum", heteroscedastic_linear_data, 16, 400),
-    FinderTask("checkerboard_mlp_rmsprop", lambda: mlp([2, 128, 128, 1]), "bce", "rmsprop", checkerboard_data, 64, 1000),
+    FinderTask(
+        "heteroscedastic_linear_momentum_b16",
+        lambda: nn.Linear(12, 1),
+        "mse",
+        "sgd_momentum",
+        heteroscedastic_linear_data,
+        16,
+        400,
+    ),
+    FinderTask(
+        "checkerboard_mlp_rmsprop", lambda: mlp([2, 128, 128, 1]), "bce", "rmsprop", checkerboard_data, 64, 1000
+    ),
     FinderTask("cnn_lines_sgd", lambda: SmallCNN(3), "cross_entropy", "sgd", line_orientation_images_data, 32, 500),
-    FinderTask("gru_rising_nesterov", lambda: GRURegressor(1, n_outputs=2), "cross_entropy", "nesterov", rising_sequence_data, 64, 400),
+    FinderTask(
+        "gru_rising_nesterov",
+        lambda: GRURegressor(1, n_outputs=2),
+        "cross_entropy",
+        "nesterov",
+        rising_sequence_data,
+        64,
+        400,
+    ),
     FinderTask("lstm_threshold_rmsprop", lambda: LSTMRegressor(1), "mse", "rmsprop", threshold_count_data, 32, 500),
-    FinderTask("attention_indexed_adamw", lambda: AttentionClassifier(6, 10, 6), "cross_entropy", "adamw", indexed_token_data, 64, 600),
-    FinderTask("autoencoder_scaled_momentum", lambda: mlp([30, 16, 5, 16, 30], nn.Tanh), "mse", "sgd_momentum", scaled_low_rank_data, 128, 800, "unnormalised"),
-    FinderTask("bn_mlp_scaled_adam_b8", lambda: mlp([8, 64, 64, 4], batchnorm=True), "cross_entropy", "adam", scaled_classes_data, 8, 1500, "unnormalised"),
-    FinderTask("logistic_sparse_fullbatch_nesterov", lambda: nn.Linear(40, 1), "bce", "nesterov", sparse_binary_logistic_data, None, 300),
-    FinderTask("mlp_log_counts_fullbatch_rmsprop", lambda: mlp([6, 64, 1]), "mse", "rmsprop", log_count_regression_data, None, 800),
-    FinderTask("deep_narrow_tanh_sgd", lambda: mlp([4, 16, 16, 16, 16, 16, 1], nn.Tanh), "mse", "sgd", radial_regression_data, 64, 2000),
+    FinderTask(
+        "attention_indexed_adamw",
+        lambda: AttentionClassifier(6, 10, 6),
+        "cross_entropy",
+        "adamw",
+        indexed_token_data,
+        64,
+        600,
+    ),
+    FinderTask(
+        "autoencoder_scaled_momentum",
+        lambda: mlp([30, 16, 5, 16, 30], nn.Tanh),
+        "mse",
+        "sgd_momentum",
+        scaled_low_rank_data,
+        128,
+        800,
+        "unnormalised",
+    ),
+    FinderTask(
+        "bn_mlp_scaled_adam_b8",
+        lambda: mlp([8, 64, 64, 4], batchnorm=True),
+        "cross_entropy",
+        "adam",
+        scaled_classes_data,
+        8,
+        1500,
+        "unnormalised",
+    ),
+    FinderTask(
+        "logistic_sparse_fullbatch_nesterov",
+        lambda: nn.Linear(40, 1),
+        "bce",
+        "nesterov",
+        sparse_binary_logistic_data,
+        None,
+        300,
+    ),
+    FinderTask(
+        "mlp_log_counts_fullbatch_rmsprop",
+        lambda: mlp([6, 64, 1]),
+        "mse",
+        "rmsprop",
+        log_count_regression_data,
+        None,
+        800,
+    ),
+    FinderTask(
+        "deep_narrow_tanh_sgd",
+        lambda: mlp([4, 16, 16, 16, 16, 16, 1], nn.Tanh),
+        "mse",
+        "sgd",
+        radial_regression_data,
+        64,
+        2000,
+    ),
     FinderTask("cnn_stripes_adam", lambda: ConvRegressor(1), "mse", "adam", stripe_frequency_images_data, 16, 300),
     FinderTask("wide_mlp_bce_adamw", lambda: mlp([30, 256, 1]), "bce", "adamw", overlapping_gaussians_data, 256, 100),
 ]
@@ -385,7 +626,9 @@ TASKS_VERSION = 1
 
 
 # ----------------------------------------------------------------------------------------------- training
-def final_loss(task: FinderTask, seed: int, lr: float, steps: int | None = None, tail: int = 5, every: int = 10) -> float:
+def final_loss(
+    task: FinderTask, seed: int, lr: float, steps: int | None = None, tail: int = 5, every: int = 10
+) -> float:
     """Train a fresh module for ``steps`` optimizer steps (default the task's budget) at a constant ``lr``.
 
     Returns the loss on the whole training set (eval mode), averaged over ``tail`` evaluations ``every`` steps

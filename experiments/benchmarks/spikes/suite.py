@@ -163,7 +163,9 @@ def _starts(task: SpikeTask, injection: str) -> list[int]:
 # ----------------------------------------------------------------------------------------------- the cost
 
 
-def _cost_fit(make: Callable[[], Callback] | None, steps: int, own_ns: float, core_hooks: bool = False) -> tuple[float, float]:
+def _cost_fit(
+    make: Callable[[], Callback] | None, steps: int, own_ns: float, core_hooks: bool = False
+) -> tuple[float, float]:
     """(median step seconds, seconds per step inside the callback's hooks).
 
     The hook time is :class:`HookTimer`'s, net of ``own_ns`` (the timer's cost per call), as ``lr-benchmark
@@ -289,8 +291,8 @@ def tune(seeds: tuple[int, ...] = DEV_SEEDS) -> str:
         name = f"tail tail={tail:g} persist={persist:g} z={z:g}"
         settings.append((name, lambda tail=tail, persist=persist, z=z: TailDetector(tail=tail, z=z, persist=persist)))
     for name, make in settings:
-        alarms: dict[str, int] = {task: 0 for task in TASKS}
-        missed: dict[str, int] = {task: 0 for task in TASKS}
+        alarms: dict[str, int] = dict.fromkeys(TASKS, 0)
+        missed: dict[str, int] = dict.fromkeys(TASKS, 0)
         for (task, injection, _), (losses, _norms, starts) in traces.items():
             flags = _replay(losses, make)
             if injection == "clean":

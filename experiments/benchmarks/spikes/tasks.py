@@ -32,8 +32,8 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint, SpikeDetection
 from lightning.fabric.utilities.spike import TrainingSpikeException
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, SpikeDetection
 from torch import Tensor, nn
 from typing_extensions import override
 
@@ -142,7 +142,9 @@ class LinearRegression(_TaskModule):
 class MLPClassifier(_TaskModule):
     def __init__(self, n_features: int, n_classes: int, lr: float) -> None:
         super().__init__(lr)
-        self.net = nn.Sequential(nn.Linear(n_features, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, n_classes))
+        self.net = nn.Sequential(
+            nn.Linear(n_features, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, n_classes)
+        )
 
     def loss(self, batch: tuple[Tensor, ...]) -> Tensor:
         x, y = batch
@@ -211,7 +213,8 @@ def _housing_data() -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
 
     dm = HousingDataModule(batch_size=32)
     dm.setup()
-    assert dm.train_set is not None and dm.test_set is not None
+    assert dm.train_set is not None
+    assert dm.test_set is not None
     return dm.train_set, dm.test_set
 
 
@@ -259,16 +262,31 @@ def _shuffle_targets(batch: tuple[Tensor, ...], g: torch.Generator) -> tuple[Ten
 
 TASKS: dict[str, SpikeTask] = {
     "housing": SpikeTask(
-        "housing", _housing_data, lambda: LinearRegression(8, lr=0.01), 32, 2, _scale_targets,
+        "housing",
+        _housing_data,
+        lambda: LinearRegression(8, lr=0.01),
+        32,
+        2,
+        _scale_targets,
         "California Housing linear regression, SGD 0.01, batch 32 (seed 001's fixed-LR setting), 2 epochs",
         injections=("batch",),
     ),
     "mlp": SpikeTask(
-        "mlp", _gaussian_classes, lambda: MLPClassifier(20, 10, lr=0.05), 64, 4, _outlier_inputs,
+        "mlp",
+        _gaussian_classes,
+        lambda: MLPClassifier(20, 10, lr=0.05),
+        64,
+        4,
+        _outlier_inputs,
         "MLP classifier, 10 Gaussian classes in 20-D, SGD 0.05 + momentum 0.9, batch 64, 4 epochs",
     ),
     "sequence": SpikeTask(
-        "sequence", _markov_sequences, lambda: NextToken(16, 24, lr=3e-3), 32, 3, _shuffle_targets,
+        "sequence",
+        _markov_sequences,
+        lambda: NextToken(16, 24, lr=3e-3),
+        32,
+        3,
+        _shuffle_targets,
         "next-token attention model, Markov sequences (vocab 16, length 24), Adam 3e-3, batch 32, 3 epochs",
     ),
 }
@@ -303,7 +321,9 @@ class BatchLRSpike(Modifier):
         return self.factor if self.active else 1.0
 
     @override
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         active = (trainer.current_epoch, self.loader.original(batch_idx)) in self.batches
         if active != self.active:
             self.active = active
@@ -359,7 +379,9 @@ def _trainer(callbacks: list[Callback], epochs: int, root: str, **kwargs: Any) -
     )
 
 
-def _setup(task: SpikeTask, injection: str, seed: int) -> tuple[_TaskModule, InjectedBatches, list[Callback], list[int]]:
+def _setup(
+    task: SpikeTask, injection: str, seed: int
+) -> tuple[_TaskModule, InjectedBatches, list[Callback], list[int]]:
     (train, _), n = task.data(), task.steps_per_epoch()
     starts = injected_steps(task, injection)
     g = torch.Generator().manual_seed(10_000 + seed)
@@ -393,7 +415,9 @@ def _score(flags: list[int], starts: list[int], injection: str) -> tuple[int, in
     return len(hit), len(false)
 
 
-def run_ours(task: SpikeTask, injection: str, seed: int, make: Callable[[], Callback], **trainer_kwargs: Any) -> RunResult:
+def run_ours(
+    task: SpikeTask, injection: str, seed: int, make: Callable[[], Callback], **trainer_kwargs: Any
+) -> RunResult:
     """One run with our callback (or none, or only trainer options such as ``gradient_clip_val``)."""
     model, loader, extra, starts = _setup(task, injection, seed)
     callback = make()
@@ -426,7 +450,9 @@ class _ResumableSpikeDetection(SpikeDetection):
         self.bad_batches = list(state["bad_batches"])
 
 
-def run_lightning_restart(task: SpikeTask, injection: str, seed: int, every: int = 50, max_restarts: int = 20) -> RunResult:
+def run_lightning_restart(
+    task: SpikeTask, injection: str, seed: int, every: int = 50, max_restarts: int = 20
+) -> RunResult:
     """Lightning's ``SpikeDetection`` with the restart-and-skip workflow it is meant for.
 
     The run raises at a spike and writes the batch indices to skip; it is then restarted from the last

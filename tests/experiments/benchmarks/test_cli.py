@@ -11,7 +11,9 @@ from experiments import benchmark
 from experiments.benchmarks.schedules import SCHEDULES
 
 
-def test_schedule_benchmark_prints_hook_time_and_step_ratio_per_configuration(capsys: pytest.CaptureFixture[str]) -> None:
+def test_schedule_benchmark_prints_hook_time_and_step_ratio_per_configuration(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     benchmark.main(["schedules", "--steps", "40", "--repeats", "1"])
     out = capsys.readouterr().out
     number = r"\s+([0-9.]+)"

@@ -11,23 +11,34 @@ import torch
 from torch import nn
 
 from experiments.benchmarks.finder import compare as fc
-from experiments.benchmarks.timing import one_thread
-from experiments.benchmarks.finder.reference import GRID, OTHER_SEEDS, PER_DECADE, STOP_FACTOR, LossCache, cache_dir, grid_reference
+from experiments.benchmarks.finder.reference import (
+    GRID,
+    OTHER_SEEDS,
+    PER_DECADE,
+    STOP_FACTOR,
+    LossCache,
+    cache_dir,
+    grid_reference,
+)
 from experiments.benchmarks.finder.tasks import DEV, EVAL, SEEDS, TASKS, THIRD_EVAL, FinderTask, final_loss
+from experiments.benchmarks.timing import one_thread
 from lr_callbacks.finder.curve import fastai_valley, smooth
 
 CHEAP = "logistic_momentum_b8"  # 150 steps of a 12-feature logistic regression
 
 
 def test_the_split_is_disjoint_and_each_part_covers_every_optimizer_and_loss() -> None:
-    assert not set(DEV) & set(EVAL) and len(DEV) == 42 and len(EVAL) == 14
+    assert not set(DEV) & set(EVAL)
+    assert len(DEV) == 42
+    assert len(EVAL) == 14
     for part in (DEV, EVAL):
         assert {TASKS[n].optimizer for n in part} == {"sgd", "sgd_momentum", "nesterov", "adam", "adamw", "rmsprop"}
         assert {TASKS[n].loss for n in part} == {"mse", "cross_entropy", "bce"}
         assert {TASKS[n].inputs for n in part} == {"normalised", "unnormalised"}
         assert None in {TASKS[n].batch_size for n in part}  # a full-batch task
     budgets = [TASKS[n].steps for n in DEV + EVAL]
-    assert min(budgets) <= 150 and max(budgets) == 2000
+    assert min(budgets) <= 150
+    assert max(budgets) == 2000
     assert min(b for n in DEV + EVAL if (b := TASKS[n].batch_size)) == 8
 
 
@@ -46,7 +57,9 @@ def test_the_grid_reference_brackets_the_best_and_stops_a_decade_below() -> None
         ref = grid_reference(LINE, LossCache(None))
     assert not ref.at_edge
     walked = sorted(ref.losses)
-    assert set(walked) <= set(GRID) and walked[-1] == GRID[-1] and walked[0] > GRID[0]
+    assert set(walked) <= set(GRID)
+    assert walked[-1] == GRID[-1]
+    assert walked[0] > GRID[0]
     below = [lr for lr in walked if lr < ref.best_lr]
     assert len(below) >= PER_DECADE
     assert all(ref.losses[lr] > STOP_FACTOR * ref.best_loss for lr in below[:PER_DECADE])  # the stopping decade
@@ -57,11 +70,18 @@ def test_the_grid_reference_brackets_the_best_and_stops_a_decade_below() -> None
 
 def test_a_grid_reference_whose_best_is_the_top_of_the_grid_extends_upwards() -> None:
     tiny = FinderTask(
-        "test_tiny_line", lambda: nn.Linear(2, 1, bias=False), "mse", "sgd", lambda s: tuple(0.01 * t for t in noiseless_line(s)), None, 30
+        "test_tiny_line",
+        lambda: nn.Linear(2, 1, bias=False),
+        "mse",
+        "sgd",
+        lambda s: tuple(0.01 * t for t in noiseless_line(s)),
+        None,
+        30,
     )
     with one_thread():
         ref = grid_reference(tiny, LossCache(None))
-    assert max(ref.losses) > GRID[-1] and not ref.at_edge  # inputs scaled by 0.01: the best LR is above 10
+    assert max(ref.losses) > GRID[-1]
+    assert not ref.at_edge
 
 
 def test_fastai_lr_find_schedule_stop_and_trimming() -> None:
@@ -70,11 +90,13 @@ def test_fastai_lr_find_schedule_stop_and_trimming() -> None:
     task = TASKS[CHEAP]
     with one_thread():
         lr, steps = fc.fastai_valley_lr(task, 0)
-    assert lr is not None and 0 < steps <= 100
+    assert lr is not None
+    assert 0 < steps <= 100
     index = round(math.log(lr / 1e-7) / math.log(1e8) * 100)
     assert lr == pytest.approx(1e-7 * 1e8 ** (index / 100), rel=1e-12)
     assert 10 <= index < steps - 5 or steps <= 15
-    assert fastai_valley([3.0, 2.0, 1.0]) == 0 and smooth([1.0], 0.98) == [1.0]  # fastai's max_start is one early
+    assert fastai_valley([3.0, 2.0, 1.0]) == 0
+    assert smooth([1.0], 0.98) == [1.0]
 
 
 def test_compare_and_the_table_on_one_task() -> None:
@@ -85,21 +107,25 @@ def test_compare_and_the_table_on_one_task() -> None:
     other = grid_reference(TASKS[CHEAP], cache, seeds=OTHER_SEEDS)  # from the cache: the walk compare made
     assert row.reference is not None
     for method, cell in row.cells.items():
-        assert len(cell.lrs) == len(SEEDS) and all(lr is not None and lr > 0 for lr in cell.lrs)
+        assert len(cell.lrs) == len(SEEDS)
+        assert all(lr is not None and lr > 0 for lr in cell.lrs)
         expected = statistics.fmean(cache.loss(TASKS[CHEAP], s, lr) for s, lr in zip(SEEDS, cell.lrs))
         assert cell.ratio == pytest.approx(expected / row.reference.best_loss), method
-    assert row.cells["race"].steps[0] <= 300 and row.cells["lightning"].steps[0] <= 100
+    assert row.cells["race"].steps[0] <= 300
+    assert row.cells["lightning"].steps[0] <= 100
     # The noise-ceiling row: the best LR of an independent grid walk on seeds 2 and 3, on every seed.
-    assert set(OTHER_SEEDS).isdisjoint(SEEDS) and row.cells[fc.OTHER_SEEDS_METHOD].lrs == [other.best_lr] * len(SEEDS)
+    assert set(OTHER_SEEDS).isdisjoint(SEEDS)
+    assert row.cells[fc.OTHER_SEEDS_METHOD].lrs == [other.best_lr] * len(SEEDS)
     table = fc.format_table([row], "one task")
-    assert "one task" in table and f"{row.cells['race'].ratio:.2f}" in table
+    assert "one task" in table
+    assert f"{row.cells['race'].ratio:.2f}" in table
     wins = int(row.cells["race"].ratio < row.cells["lightning"].ratio)
     assert f"race has a lower loss ratio than lightning on {wins}/1 tasks" in table
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "names, within, worst, beats_lightning, beats_valley, ceiling_within",
+    ("names", "within", "worst", "beats_lightning", "beats_valley", "ceiling_within"),
     [
         pytest.param(
             EVAL,
@@ -137,11 +163,18 @@ def test_compare_and_the_table_on_one_task() -> None:
     ],
 )
 def test_the_readme_evaluation_figures(
-    names: tuple[str, ...], within: list[str], worst: float, beats_lightning: int, beats_valley: int, ceiling_within: int
+    names: tuple[str, ...],
+    within: list[str],
+    worst: float,
+    beats_lightning: int,
+    beats_valley: int,
+    ceiling_within: int,
 ) -> None:
     """The README's out-of-sample claims, recomputed (final losses from the cache when one exists)."""
     with one_thread():
-        rows = fc.compare(names, LossCache(cache_dir()), methods=("race", "lightning", "fastai_valley"), other_seeds=True)
+        rows = fc.compare(
+            names, LossCache(cache_dir()), methods=("race", "lightning", "fastai_valley"), other_seeds=True
+        )
     race = {row.task: row.cells["race"] for row in rows}
     assert all(max(cell.steps) <= 300 for cell in race.values())
     assert not any(cell.diverged for cell in race.values())
@@ -161,5 +194,6 @@ def test_a_task_without_its_data_gets_a_row_that_says_why(monkeypatch: pytest.Mo
 
     monkeypatch.setattr(fc, "suggestions", offline)
     (row,) = fc.compare([CHEAP], LossCache(None))
-    assert row.reference is None and row.unavailable == "California Housing is not available offline"
+    assert row.reference is None
+    assert row.unavailable == "California Housing is not available offline"
     assert "not available offline" in fc.format_table([row], "offline")

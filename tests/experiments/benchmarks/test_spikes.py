@@ -22,8 +22,14 @@ def _small_regression() -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, .
 
 
 SMALL = SpikeTask(
-    "small", _small_regression, lambda: LinearRegression(4, lr=0.02), 16, 4, lambda b, g: (b[0], b[1] * 100.0),
-    "linear regression, 200 steps", injections=("batch",),
+    "small",
+    _small_regression,
+    lambda: LinearRegression(4, lr=0.02),
+    16,
+    4,
+    lambda b, g: (b[0], b[1] * 100.0),
+    "linear regression, 200 steps",
+    injections=("batch",),
 )
 
 
@@ -31,11 +37,17 @@ def test_spike_table_rows_for_a_small_task() -> None:
     names = ("none", "lightning SpikeDetection + restart", "ours: step default (rollback)")
     with quiet():
         table = spikes.spike_table({"small": SMALL}, seeds=(0,), only=names)
-    rows = {name: re.search(rf"small\s+batch\s+{re.escape(name)}\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)", table) for name in names}
+    rows = {
+        name: re.search(rf"small\s+batch\s+{re.escape(name)}\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)", table)
+        for name in names
+    }
     assert all(rows.values()), table
     none, ours = rows["none"], rows["ours: step default (rollback)"]
-    assert none.group(4) == "-" and float(none.group(1)) > 1.5  # three x100 batches hurt an unguarded run
-    assert ours.group(4) == "3/3" and ours.group(5) == "0" and float(ours.group(1)) < 1.05
+    assert none.group(4) == "-"
+    assert float(none.group(1)) > 1.5
+    assert ours.group(4) == "3/3"
+    assert ours.group(5) == "0"
+    assert float(ours.group(1)) < 1.05
     assert rows["lightning SpikeDetection + restart"].group(4) == "3/3"
 
 
@@ -45,7 +57,9 @@ def test_runs_count_what_they_report() -> None:
         restarted = run_lightning_restart(SMALL, "batch", 0)
     assert clean.detected == clean.false_alarms == clean.steps_lost == 0
     # Each of the three injected batches made Lightning's run raise and restart from a checkpoint (every 50 steps).
-    assert restarted.detected == 3 and restarted.restarts >= 3 and 3 <= restarted.steps_lost <= 3 * 50
+    assert restarted.detected == 3
+    assert restarted.restarts >= 3
+    assert 3 <= restarted.steps_lost <= 3 * 50
 
 
 def test_cost_table_has_a_share_per_callback() -> None:
@@ -55,7 +69,8 @@ def test_cost_table_has_a_share_per_callback() -> None:
             continue
         row = re.search(re.escape(name) + r"\s+([0-9.]+)\s+([0-9.]+)\s+([0-9.]+)%\s+([0-9.]+)%", table)
         assert row is not None, table
-        assert 0 < float(row.group(2)) < 10_000 and float(row.group(4)) <= float(row.group(3))
+        assert 0 < float(row.group(2)) < 10_000
+        assert float(row.group(4)) <= float(row.group(3))
 
 
 def test_separation_reports_where_clean_and_injected_steps_lie_from_the_bar() -> None:
@@ -67,12 +82,21 @@ def test_separation_reports_where_clean_and_injected_steps_lie_from_the_bar() ->
     batch[100] *= 1000.0
     for k in (100, 101, 102):
         lr[k] *= 1.3
-    traces = {("toy", "clean", 0): (clean, [], []), ("toy", "batch", 0): (batch, [], [100]), ("toy", "lr", 0): (lr, [], [100])}
-    rows = {m.group(1): float(m.group(2)) for m in re.finditer(r"toy\s+(\w[\w ]*?: \w+)\s+([0-9.]+)", spikes.separation(traces))}
+    traces = {
+        ("toy", "clean", 0): (clean, [], []),
+        ("toy", "batch", 0): (batch, [], [100]),
+        ("toy", "lr", 0): (lr, [], [100]),
+    }
+    rows = {
+        m.group(1): float(m.group(2))
+        for m in re.finditer(r"toy\s+(\w[\w ]*?: \w+)\s+([0-9.]+)", spikes.separation(traces))
+    }
     default = TailDetector()
-    assert rows["clean: r"] < 1.5 and rows["clean: CUSUM"] < default.persist
+    assert rows["clean: r"] < 1.5
+    assert rows["clean: CUSUM"] < default.persist
     assert rows["injected batch: r"] > 10 * default.tail
-    assert 1 < rows["LR injection: r"] < default.tail and rows["LR injection: CUSUM"] > default.persist
+    assert 1 < rows["LR injection: r"] < default.tail
+    assert rows["LR injection: CUSUM"] > default.persist
     # The r the report computes is the one the detector decides on: one step beyond `tail` is a spike.
     trained = TailDetector()
     for x in clean:

@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 import torch
-from tests.helpers.finder import Probe, TwoOptimizers, assert_identical, bn_regression, shuffled_loader
-from tests.helpers.tiny import LRRecorder, TinyRegression, loader, regression_data, tiny_trainer
 from torch.utils.data import DataLoader
 
 from lr_callbacks import LRFinder, StepDecay
 from lr_callbacks.finder.curve import smooth, sweep_lrs
+from tests.helpers.finder import Probe, TwoOptimizers, assert_identical, bn_regression, shuffled_loader
+from tests.helpers.tiny import LRRecorder, TinyRegression, loader, regression_data, tiny_trainer
 
 
 # ----------------------------------------------------------------------------------------------- helpers
@@ -24,7 +24,7 @@ def _in_tmp_path(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
 
 # ----------------------------------------------------------------------------------------------- restoration
 @pytest.mark.parametrize(
-    "optimizer, kwargs",
+    ("optimizer", "kwargs"),
     [(torch.optim.SGD, {"momentum": 0.9}), (torch.optim.Adam, {}), (torch.optim.AdamW, {"weight_decay": 0.1})],
 )
 @pytest.mark.parametrize("fail_in", [None, "sweep", "race", "probe"])
@@ -35,15 +35,21 @@ def test_everything_is_restored_bit_for_bit(optimizer: Any, kwargs: dict, fail_i
     probe = Probe(finder, epoch=1, fail_at={None: None, "sweep": 4, "race": 25, "probe": "probe"}[fail_in])
     tiny_trainer([probe], max_epochs=2).fit(model, shuffled_loader())
 
-    assert probe.before is not None and probe.after is not None
+    assert probe.before is not None
+    assert probe.after is not None
     assert probe.before["optimizers"][0]["state"], "the optimizer had state before the sweep"
     assert_identical(probe.before, probe.after)
     if fail_in is None:
-        assert probe.error is None and finder.result is not None and finder.result.steps == 20
-        assert finder.result.race_steps == 9 and len(finder.result.race_lrs) >= 3 and finder.result.cost_steps <= 60
+        assert probe.error is None
+        assert finder.result is not None
+        assert finder.result.steps == 20
+        assert finder.result.race_steps == 9
+        assert len(finder.result.race_lrs) >= 3
+        assert finder.result.cost_steps <= 60
         assert finder.result.probe_forwards == 4 * sum(1 for p in finder.result.race_probe_losses if p)
     else:
-        assert isinstance(probe.error, RuntimeError) and "injected" in str(probe.error)
+        assert isinstance(probe.error, RuntimeError)
+        assert "injected" in str(probe.error)
         assert finder.result is None
         assert model.failed_with_grad is (fail_in != "probe")  # a probe runs without gradients, a step with them
 
@@ -56,7 +62,8 @@ def test_every_race_starts_from_the_snapshot_on_the_same_batches() -> None:
     probe = Probe(finder, epoch=1)
     tiny_trainer([probe], max_epochs=2).fit(model, shuffled_loader())
     result = finder.result
-    assert result is not None and len(result.race_losses) >= 4
+    assert result is not None
+    assert len(result.race_losses) >= 4
     assert all(race[0] == result.losses[0] for race in result.race_losses)
     assert len({race[1] for race in result.race_losses if len(race) > 1}) > 1  # ...and then the LRs differ
 
@@ -68,11 +75,14 @@ def test_a_finder_that_applies_nothing_is_invisible_to_training(where: str) -> N
     def run(with_finder: bool) -> tuple[list[torch.Tensor], list[float]]:
         torch.manual_seed(0)
         model = TinyRegression(base_lrs=(0.05,), momentum=0.9)
-        finder = LRFinder(num_steps=15, apply=False, run_at_start=where == "start", run_at_epoch=1 if where == "epoch1" else None)
+        finder = LRFinder(
+            num_steps=15, apply=False, run_at_start=where == "start", run_at_epoch=1 if where == "epoch1" else None
+        )
         tiny_trainer([finder] if with_finder else [], max_epochs=3).fit(model, shuffled_loader())
         losses = model.step_losses
         if with_finder:  # drop the sweep's and the races' steps (before epoch 0 or before epoch 1)
-            assert finder.result is not None and finder.result.epoch == (0 if where == "start" else 1)
+            assert finder.result is not None
+            assert finder.result.epoch == (0 if where == "start" else 1)
             assert finder.result.race_lrs, "the default suggestion races"
             first = 0 if where == "start" else 8
             losses = losses[:first] + losses[first + finder.result.cost_steps :]  # steps and probe batches
@@ -99,7 +109,8 @@ def test_a_loader_with_its_own_generator_keeps_its_order() -> None:
     losses, finder = run(True)
     reference, _ = run(False)
     result = finder.result
-    assert result is not None and all(race[0] == result.losses[0] for race in result.race_losses)
+    assert result is not None
+    assert all(race[0] == result.losses[0] for race in result.race_losses)
     assert losses[result.cost_steps :] == reference
 
 
@@ -110,8 +121,10 @@ def test_mid_training_sweep_records_a_full_curve_with_fresh_bias_correction() ->
     finder = LRFinder(min_lr=1e-6, max_lr=1e-2, num_steps=30, run_at_start=False, run_at_epoch=2, apply=False)
     tiny_trainer([finder], max_epochs=3).fit(model, loader())
     result = finder.result
-    assert result is not None and result.epoch == 2
-    assert result.steps == 30 and not result.diverged
+    assert result is not None
+    assert result.epoch == 2
+    assert result.steps == 30
+    assert not result.diverged
     assert result.lrs == pytest.approx(sweep_lrs(1e-6, 1e-2, 30))
     # The i-th smoothed value is corrected by 1 - beta**(i+1), counting from the sweep's own first step.
     assert result.smoothed_losses == pytest.approx(smooth(result.losses, 0.98))
@@ -123,7 +136,9 @@ def test_sweep_stops_on_divergence() -> None:
     finder = LRFinder(min_lr=1e-4, max_lr=1e3, num_steps=60, apply=False)
     tiny_trainer([finder], max_epochs=1).fit(TinyRegression(base_lrs=(0.05,)), loader())
     result = finder.result
-    assert result is not None and result.diverged and 5 < result.steps < 60
+    assert result is not None
+    assert result.diverged
+    assert 5 < result.steps < 60
     last, best = result.smoothed_losses[-1], min(result.smoothed_losses[:-1])
     assert not math.isfinite(last) or last > 4.0 * best
     assert all(s <= 4.0 * min(result.smoothed_losses[: i + 1]) for i, s in enumerate(result.smoothed_losses[:-1]))
@@ -172,7 +187,11 @@ def test_races_keep_the_group_ratios_too() -> None:
     races = model.seen_lrs[result.steps : result.cost_steps]  # race steps, then each race's probe batches
     assert len(races) == result.cost_steps - result.steps > 0
     assert all(a == pytest.approx(2.0 * b) for a, b in races)
-    expected = [lr for lr, losses, probed in zip(result.race_lrs, result.race_losses, result.race_probe_losses) for _ in losses + probed]
+    expected = [
+        lr
+        for lr, losses, probed in zip(result.race_lrs, result.race_losses, result.race_probe_losses)
+        for _ in losses + probed
+    ]
     assert [a for a, _ in races] == pytest.approx(expected)
     assert result.suggestion is not None
     assert [g["initial_lr"] for g in model.trainer.optimizers[0].param_groups] == pytest.approx(
@@ -186,7 +205,8 @@ def test_a_torch_lambda_scheduler_does_not_overwrite_the_suggestion() -> None:
     recorder = LRRecorder()
     tiny_trainer([finder, recorder], max_epochs=3).fit(WithLambdaLR(), loader())
     s = finder.result.suggestion
-    assert s is not None and s != pytest.approx(0.05)
+    assert s is not None
+    assert s != pytest.approx(0.05)
     assert [lrs[0] for lrs in recorder.lrs[::8]] == pytest.approx([s, s / 2, s / 4])
 
 
@@ -211,7 +231,9 @@ class Accumulating(TinyRegression):
         super().__init__(base_lrs=(0.05,))
         self.clip_calls = 0
 
-    def configure_gradient_clipping(self, optimizer: Any, gradient_clip_val: Any = None, gradient_clip_algorithm: Any = None) -> None:
+    def configure_gradient_clipping(
+        self, optimizer: Any, gradient_clip_val: Any = None, gradient_clip_algorithm: Any = None
+    ) -> None:
         self.clip_calls += 1
         super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
@@ -244,7 +266,8 @@ def test_the_suggestion_is_broadcast_from_rank_zero(monkeypatch: pytest.MonkeyPa
     trainer.callbacks.append(finder)
     trainer.fit(model, loader())
     # Every sweep and race step's loss, and every probe loss, is averaged over ranks.
-    assert finder.result.steps == 12 and finder.result.probe_forwards > 0
+    assert finder.result.steps == 12
+    assert finder.result.probe_forwards > 0
     assert len(reduced) == finder.result.cost_steps > finder.result.optimizer_steps > 12
     assert finder.result.suggestion == 0.0123
     assert trainer.optimizers[0].param_groups[0]["initial_lr"] == pytest.approx(0.0123)
@@ -262,7 +285,8 @@ def test_resuming_from_a_checkpoint_skips_the_sweep(tmp_path: Any) -> None:
     resumed.find = lambda *a: calls.append(1)  # type: ignore[method-assign]
     tiny_trainer([resumed], max_epochs=2).fit(TinyRegression(), loader(), ckpt_path=tmp_path / "last.ckpt")
     assert calls == []
-    assert resumed.result is not None and resumed.result.suggestion == finder.result.suggestion
+    assert resumed.result is not None
+    assert resumed.result.suggestion == finder.result.suggestion
 
 
 # ----------------------------------------------------------------------------------------------- outputs
@@ -298,7 +322,8 @@ def test_no_logger_saves_the_png_to_save_dir_and_plot_returns_a_figure(tmp_path:
     figure = finder.plot()
     assert isinstance(figure, Figure)
     ax = figure.axes[0]
-    assert ax.get_xscale() == "log" and len(ax.lines) == 4  # raw, smoothed, race scores, suggestion
+    assert ax.get_xscale() == "log"
+    assert len(ax.lines) == 4
     assert list(ax.lines[2].get_xdata()) == pytest.approx(finder.result.race_lrs)
 
 
@@ -309,13 +334,15 @@ def test_state_dict_round_trip() -> None:
     assert [r.epoch for r in finder.results] == [0, 1]
     other = LRFinder(num_steps=12, max_lr=1e-2)
     other.load_state_dict(finder.state_dict())
-    assert other.result == finder.result and other._done_epochs == [0, 1]
-    assert finder.state_key == other.state_key and "num_steps" in finder.state_key
+    assert other.result == finder.result
+    assert other._done_epochs == [0, 1]
+    assert finder.state_key == other.state_key
+    assert "num_steps" in finder.state_key
 
 
 # ----------------------------------------------------------------------------------------------- arguments
 @pytest.mark.parametrize(
-    "kwargs, name",
+    ("kwargs", "name"),
     [
         ({"min_lr": 1.0, "max_lr": 1.0}, "min_lr"),
         ({"min_lr": 0.0}, "min_lr"),

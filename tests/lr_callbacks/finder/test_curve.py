@@ -11,8 +11,8 @@ from lr_callbacks.finder.curve import (
     CENTERED_DIVISOR,
     RACE_SPACING,
     RACE_TOP,
-    centered_min_index,
     budget_factor,
+    centered_min_index,
     choose_race,
     divergence_index,
     fastai_valley,
@@ -38,7 +38,8 @@ def lrs_for(n: int) -> list[float]:
 # ----------------------------------------------------------------------------------------------- sweep and EMA
 def test_sweep_lrs_are_geometric_or_linear_with_both_ends() -> None:
     lrs = sweep_lrs(1e-7, 10.0, 100)
-    assert lrs[0] == pytest.approx(1e-7) and lrs[-1] == pytest.approx(10.0)
+    assert lrs[0] == pytest.approx(1e-7)
+    assert lrs[-1] == pytest.approx(10.0)
     ratios = [b / a for a, b in zip(lrs, lrs[1:])]
     assert max(ratios) == pytest.approx(min(ratios)) == pytest.approx(1e8 ** (1 / 99))
     assert sweep_lrs(0.0, 1.0, 5, "linear") == pytest.approx([0.0, 0.25, 0.5, 0.75, 1.0])
@@ -67,7 +68,8 @@ def test_centered_min_finds_the_minimum_of_the_averaged_curve_not_a_single_dip()
     lrs = lrs_for(20)
     lr, idx = suggest("centered_min", lrs, curve, curve)
     # 6% of 20 points rounds to 1, and at least 2 are used on each side.
-    assert idx == 12 and lr == pytest.approx(lrs[12] / CENTERED_DIVISOR)
+    assert idx == 12
+    assert lr == pytest.approx(lrs[12] / CENTERED_DIVISOR)
 
 
 def test_steepest_is_the_steepest_fall_of_the_5_point_average() -> None:
@@ -76,7 +78,8 @@ def test_steepest_is_the_steepest_fall_of_the_5_point_average() -> None:
     assert steepest_index(curve) in (5, 6)
     lrs = lrs_for(12)
     lr, idx = suggest("steepest", lrs, curve, curve)
-    assert idx in (5, 6) and lr == lrs[idx]
+    assert idx in (5, 6)
+    assert lr == lrs[idx]
     assert steepest_index([1.0, 2.0, 3.0, 4.0]) is None  # shorter than the window
 
 
@@ -84,7 +87,8 @@ def test_min_div10_is_a_tenth_of_the_smoothed_minimum() -> None:
     lrs = lrs_for(6)
     smoothed = [5.0, 4.0, 1.0, 2.0, 3.0, 9.0]
     lr, idx = suggest("min_div10", lrs, [0.0] * 6, smoothed)
-    assert idx == 2 and lr == pytest.approx(lrs[2] / 10)
+    assert idx == 2
+    assert lr == pytest.approx(lrs[2] / 10)
 
 
 def reference_valley(losses: list[float]) -> int:
@@ -130,7 +134,8 @@ def test_valley_suggestion_trims_like_lr_find() -> None:
     trimmed = smoothed[10:-5]
     assert idx == 10 + fastai_valley(trimmed)
     lr, at = suggest("valley", lrs, smoothed, smoothed, num_steps=100)
-    assert at == idx and lr == lrs[idx]
+    assert at == idx
+    assert lr == lrs[idx]
     assert valley_index(lrs[:12], smoothed[:12], 100) is None  # nothing left after trimming
 
 
@@ -172,7 +177,9 @@ def test_race_candidates_race_score_and_divergence() -> None:
     assert cands == pytest.approx([8.0 * RACE_TOP, 8.0 * RACE_TOP / RACE_SPACING, 8.0 * RACE_TOP / RACE_SPACING**2])
     assert race_score([4.0, 3.0, 2.0, 1.0]) == 1.5  # mean of the second half
     assert race_score([4.0, 3.0, 2.0]) == 2.0  # int(3 * 0.5) = 1 point
-    assert race_score([]) == INF and race_score([1.0, INF]) == INF and race_score([1.0], diverged=True) == INF
+    assert race_score([]) == INF
+    assert race_score([1.0, INF]) == INF
+    assert race_score([1.0], diverged=True) == INF
     assert not race_diverged([1.0, 30.0, 1.0, 1.0, 1.0, 1.0])  # one heavy batch
     assert not race_diverged([1.0] * 7 + [9.0])  # ...also when it is the latest
     assert race_diverged([1.0, 1.0, 1.0, 1.0, 1.0, 5.0, 5.0, 5.0, 5.0, 5.0])
@@ -186,7 +193,8 @@ def test_choose_race_prefers_the_largest_near_tie_and_lowest_wins_flags_the_boun
     assert choose_race(cands, [INF, 1.015, 1.0, 1.5]) == 1  # within 2%: the larger LR
     assert choose_race(cands, [INF, 1.03, 1.0, 1.5]) == 2
     assert choose_race(cands, [INF] * 4) is None
-    assert lowest_wins(cands, [3.0, 2.0, 1.5, 1.0]) and not lowest_wins(cands, [3.0, 1.0, 1.5, 2.0])
+    assert lowest_wins(cands, [3.0, 2.0, 1.5, 1.0])
+    assert not lowest_wins(cands, [3.0, 1.0, 1.5, 2.0])
     assert not lowest_wins(cands, [INF] * 4)
 
 
@@ -194,14 +202,18 @@ def test_probe_score_is_the_mean_probe_loss_and_inf_when_it_cannot_be_trusted() 
     assert probe_score([3.0, 1.0, 2.0, 6.0]) == 3.0
     assert probe_score([0.5]) == 0.5
     assert probe_score([1.0, 2.0], diverged=True) == INF
-    assert probe_score([]) == INF and probe_score([1.0, INF]) == INF and probe_score([math.nan, 1.0]) == INF
+    assert probe_score([]) == INF
+    assert probe_score([1.0, INF]) == INF
+    assert probe_score([math.nan, 1.0]) == INF
 
 
 def test_budget_factor_scales_the_winner_as_a_power_of_race_over_training_steps() -> None:
     assert BUDGET_EXPONENT == 0.4
     assert budget_factor(36, 36 * 2**5) == pytest.approx(0.25)  # 32 times the race: 2 ** (-5 * 0.4)
     assert budget_factor(36, 3600) == pytest.approx(0.01**0.4)
-    assert budget_factor(36, 36) == 1.0 and budget_factor(36, 10) == 1.0  # a run no longer than the race
+    assert budget_factor(36, 36) == 1.0
+    assert budget_factor(36, 10) == 1.0
     assert budget_factor(36, 1000, exponent=1.0) == pytest.approx(0.036)
     factors = [budget_factor(36, t) for t in (50, 100, 500, 2000, 1e5)]
-    assert factors == sorted(factors, reverse=True) and factors[-1] < 0.1  # the longer the run, the smaller
+    assert factors == sorted(factors, reverse=True)
+    assert factors[-1] < 0.1

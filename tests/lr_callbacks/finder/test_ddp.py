@@ -68,7 +68,8 @@ def test_ddp_ranks_share_the_curve_and_the_suggestion(tmp_path: Path) -> None:
     assert [r["world_size"] for r in ranks] == [2, 2]
     assert len(ranks[0]["losses"]) >= 6
     assert ranks[0]["losses"] == ranks[1]["losses"]
-    assert len(ranks[0]["race_scores"]) >= 5 and ranks[0]["race_scores"] == ranks[1]["race_scores"]
+    assert len(ranks[0]["race_scores"]) >= 5
+    assert ranks[0]["race_scores"] == ranks[1]["race_scores"]
     assert ranks[0]["suggestion"] == ranks[1]["suggestion"]
     assert ranks[0]["initial_lrs"] == ranks[1]["initial_lrs"]
     suggestion = ranks[0]["suggestion"]

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 import torch
-from tests.helpers.finder import Probe, assert_identical, bn_regression, shuffled_loader
 from lightning.pytorch.plugins import MixedPrecision
-from tests.helpers.tiny import tiny_trainer
 
 from lr_callbacks import LRFinder
+from tests.helpers.finder import Probe, assert_identical, bn_regression, shuffled_loader
+from tests.helpers.tiny import tiny_trainer
 
 
 @pytest.fixture(autouse=True)
@@ -36,12 +36,15 @@ def test_bf16_mixed_on_cpu_restores_everything(fail_in: str | None) -> None:
     probe = Probe(finder, epoch=1, fail_at=None if fail_in is None else 30)
     trainer = tiny_trainer([probe], max_epochs=2, precision="bf16-mixed")
     trainer.fit(model, shuffled_loader())
-    assert type(trainer.precision_plugin).__name__ == "MixedPrecision" and trainer.precision_plugin.precision == "bf16-mixed"
+    assert type(trainer.precision_plugin).__name__ == "MixedPrecision"
+    assert trainer.precision_plugin.precision == "bf16-mixed"
     assert_identical(probe.before, probe.after)
     if fail_in is None:
-        assert finder.result is not None and finder.result.race_lrs
+        assert finder.result is not None
+        assert finder.result.race_lrs
     else:
-        assert probe.error is not None and "injected" in str(probe.error)
+        assert probe.error is not None
+        assert "injected" in str(probe.error)
 
 
 @pytest.mark.parametrize("fail_in", [None, "race"])
@@ -60,7 +63,8 @@ def test_grad_scaler_state_is_restored_after_skipped_steps(fail_in: str | None) 
     trainer = tiny_trainer([probe], max_epochs=2, plugins=[MixedPrecision("16-mixed", "cpu")])
     trainer.fit(model, shuffled_loader())
 
-    assert probe.before is not None and "scaler" in probe.before
+    assert probe.before is not None
+    assert "scaler" in probe.before
     start = probe.before["scaler"]["scale"]
     during = scales[8 : 8 + (finder.result.cost_steps if finder.result else 30)]
     assert min(during) < start, "the sweep overflowed and the scaler skipped steps"
@@ -76,6 +80,9 @@ def test_cuda_16_mixed_restores_the_scaler_and_everything_else() -> None:
     trainer = tiny_trainer([probe], max_epochs=2, accelerator="cuda", precision="16-mixed", deterministic=False)
     trainer.fit(model, shuffled_loader())
     assert trainer.precision_plugin.scaler is not None
-    assert probe.before is not None and "scaler" in probe.before and "cuda_rng" in probe.before
-    assert probe.error is not None and "injected" in str(probe.error)
+    assert probe.before is not None
+    assert "scaler" in probe.before
+    assert "cuda_rng" in probe.before
+    assert probe.error is not None
+    assert "injected" in str(probe.error)
     assert_identical(probe.before, probe.after)

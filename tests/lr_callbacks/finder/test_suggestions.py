@@ -12,8 +12,6 @@ from typing import Any
 import lightning.pytorch as pl
 import pytest
 import torch
-from tests.helpers.finder import TwoOptimizers
-from tests.helpers.tiny import TinyRegression, loader, tiny_trainer
 from torch import nn
 
 from lr_callbacks import LRFinder
@@ -31,6 +29,8 @@ from lr_callbacks.finder.curve import (
     race_score,
     suggest,
 )
+from tests.helpers.finder import TwoOptimizers
+from tests.helpers.tiny import TinyRegression, loader, tiny_trainer
 
 
 @pytest.fixture(autouse=True)
@@ -54,7 +54,8 @@ def test_curve_methods_in_the_callback_equal_the_pure_function(method: str) -> N
     expected = suggest(method, r.lrs, r.losses, r.smoothed_losses, num_steps=40)
     assert expected is not None
     assert (r.suggestion, r.suggestion_index) == pytest.approx(expected)
-    assert r.race_lrs == [] and r.optimizer_steps == r.steps  # no race for a curve method
+    assert r.race_lrs == []
+    assert r.optimizer_steps == r.steps
 
 
 def test_race_in_the_callback_equals_the_pure_functions() -> None:
@@ -67,12 +68,15 @@ def test_race_in_the_callback_equals_the_pure_functions() -> None:
     assert r.race_steps == (120 - r.steps) // 4 - PROBE_BATCHES
     for losses, probed, score in zip(r.race_losses, r.race_probe_losses, r.race_scores):
         if race_diverged(losses):
-            assert math.isinf(score) and probed == []
+            assert math.isinf(score)
+            assert probed == []
         else:
-            assert len(probed) == PROBE_BATCHES and score == probe_score(probed)
+            assert len(probed) == PROBE_BATCHES
+            assert score == probe_score(probed)
     assert any(math.isfinite(score) for score in r.race_scores)
     winner = choose_race(r.race_lrs, r.race_scores)
-    assert winner is not None and r.race_winner == r.race_lrs[winner]
+    assert winner is not None
+    assert r.race_winner == r.race_lrs[winner]
     assert r.train_steps == 20 * 8 == model.trainer.estimated_stepping_batches  # found at step 0 of the fit
     assert r.budget_factor == budget_factor(r.race_steps, 160) < 1.0
     assert r.suggestion == pytest.approx(r.race_lrs[winner] * (r.race_steps / 160) ** 0.4)
@@ -103,9 +107,13 @@ def test_the_probe_scores_the_race_end_weights_on_the_batches_after_its_own() ->
 
 
 def test_without_a_probe_or_under_manual_optimization_the_race_scores_its_training_losses() -> None:
-    finder = run_finder(TinyRegression(base_lrs=(0.1,)), num_steps=30, max_lr=10.0, budget_steps=90, race_candidates=3, probe_batches=0)
+    finder = run_finder(
+        TinyRegression(base_lrs=(0.1,)), num_steps=30, max_lr=10.0, budget_steps=90, race_candidates=3, probe_batches=0
+    )
     r = finder.result
-    assert r.race_steps == (90 - r.steps) // 3 and r.probe_forwards == 0 and r.cost_steps == r.optimizer_steps
+    assert r.race_steps == (90 - r.steps) // 3
+    assert r.probe_forwards == 0
+    assert r.cost_steps == r.optimizer_steps
     assert r.race_scores == [race_score(losses, race_diverged(losses)) for losses in r.race_losses]
 
     torch.manual_seed(0)
@@ -113,8 +121,10 @@ def test_without_a_probe_or_under_manual_optimization_the_race_scores_its_traini
     finder = LRFinder(num_steps=30, max_lr=1.0, budget_steps=90, race_candidates=3, save_png=False)
     tiny_trainer([finder], max_epochs=1).fit(model, loader())
     r = finder.result
-    assert r.probe_forwards == 0 and r.race_probe_losses == [[]] * len(r.race_lrs)
-    assert r.race_steps == (90 - r.steps) // 3 and r.cost_steps == len(model.seen_lrs) - 8 <= 90
+    assert r.probe_forwards == 0
+    assert r.race_probe_losses == [[]] * len(r.race_lrs)
+    assert r.race_steps == (90 - r.steps) // 3
+    assert r.cost_steps == len(model.seen_lrs) - 8 <= 90
     assert r.race_scores == [race_score(losses, race_diverged(losses)) for losses in r.race_losses]
 
 
@@ -125,7 +135,8 @@ def test_the_budget_is_what_the_trainer_has_left_or_what_train_steps_says() -> N
     assert mid.result.train_steps == 5 * 8 - 2 * 8  # two epochs of 8 steps are done
     given = run_finder(TinyRegression(), num_steps=12, max_lr=1.0, budget_steps=72, race_candidates=3, train_steps=5000)
     r = given.result
-    assert r.train_steps == 5000 and r.suggestion == pytest.approx(r.race_winner * (r.race_steps / 5000) ** 0.4)
+    assert r.train_steps == 5000
+    assert r.suggestion == pytest.approx(r.race_winner * (r.race_steps / 5000) ** 0.4)
 
 
 def test_an_unbounded_trainer_warns_and_assumes_the_longest_tuned_budget() -> None:
@@ -138,7 +149,8 @@ def test_an_unbounded_trainer_warns_and_assumes_the_longest_tuned_budget() -> No
     with pytest.warns(UserWarning, match="budget is unbounded"):
         tiny_trainer([finder, StopAtTrainStart()], max_epochs=-1).fit(TinyRegression(), loader())
     r = finder.result
-    assert UNBOUNDED_TRAIN_STEPS == 2000 and r.train_steps == 2000
+    assert UNBOUNDED_TRAIN_STEPS == 2000
+    assert r.train_steps == 2000
     assert r.suggestion == pytest.approx(r.race_winner * (r.race_steps / 2000) ** 0.4)
 
 
@@ -171,22 +183,30 @@ def closed_form_race(a: float, lr: float, steps: int, threshold: float = 4.0) ->
 
 def test_the_race_picks_the_candidate_the_closed_form_says() -> None:
     a = 4.0  # the stable range is lr < 2 / a = 0.5; lr = 1 / a = 0.25 zeroes w in one step
-    finder = run_finder(Quadratic(a), num_steps=60, min_lr=1e-4, max_lr=10.0, budget_steps=160, race_candidates=5, train_steps=1000)
+    finder = run_finder(
+        Quadratic(a), num_steps=60, min_lr=1e-4, max_lr=10.0, budget_steps=160, race_candidates=5, train_steps=1000
+    )
     r = finder.result
-    assert r.diverged and r.divergence_lr is not None and 2.0 / a < r.divergence_lr < 10.0
+    assert r.diverged
+    assert r.divergence_lr is not None
+    assert 2.0 / a < r.divergence_lr < 10.0
     h = r.race_steps
     assert h == (160 - r.steps) // 5 - PROBE_BATCHES
     # The probe sees the weights after the race: loss a w_h^2 / 2 with w_h = (1 - lr a)^h, whatever the batch.
     expected_scores = [0.5 * a * (1.0 - lr * a) ** (2 * h) if lr < 2.0 / a else math.inf for lr in r.race_lrs]
-    for lr, losses, probed, score, expected in zip(r.race_lrs, r.race_losses, r.race_probe_losses, r.race_scores, expected_scores):
+    for lr, losses, probed, score, expected in zip(
+        r.race_lrs, r.race_losses, r.race_probe_losses, r.race_scores, expected_scores
+    ):
         if lr < 2.0 / a:  # stable: the callback's race is the closed form, step for step
             assert losses == pytest.approx(closed_form_race(a, lr, h), rel=1e-9, abs=1e-300)
             assert probed == pytest.approx([expected] * PROBE_BATCHES, rel=1e-9, abs=1e-300)
             assert score == pytest.approx(expected, rel=1e-9, abs=1e-300)
         else:
-            assert math.isinf(score) and race_diverged(losses)
+            assert math.isinf(score)
+            assert race_diverged(losses)
     winner = choose_race(r.race_lrs, expected_scores)
-    assert winner is not None and r.suggestion == pytest.approx(r.race_lrs[winner] * (h / 1000) ** 0.4)
+    assert winner is not None
+    assert r.suggestion == pytest.approx(r.race_lrs[winner] * (h / 1000) ** 0.4)
     # The winner is the stable candidate closest to 1 / a in contraction |1 - lr a|.
     stable = [lr for lr in r.race_lrs if lr < 2.0 / a]
     assert r.race_lrs[winner] == min(stable, key=lambda lr: abs(1.0 - lr * a))
@@ -200,12 +220,14 @@ def test_races_continue_below_while_the_smallest_candidate_wins_and_the_budget_l
     # batches fits any more: 12 + 4 + 4 + 20 + 20 = 60 of 72.
     finder = run_finder(Quadratic(4.0), num_steps=12, min_lr=1e-4, max_lr=10.0, budget_steps=72, race_candidates=3)
     r = finder.result
-    assert r.divergence_lr == pytest.approx(10.0) and r.race_steps == (72 - 12) // 3 - PROBE_BATCHES == 16
+    assert r.divergence_lr == pytest.approx(10.0)
+    assert r.race_steps == (72 - 12) // 3 - PROBE_BATCHES == 16
     assert r.race_lrs == pytest.approx([10.0 * 2**-1.5 / 2 ** (1.5 * j) for j in range(4)])
     assert [len(losses) for losses in r.race_losses] == [4, 4, 16, 16]
     assert [math.isinf(s) for s in r.race_scores] == [True, True, False, False]
     assert r.race_scores[3] < r.race_scores[2]
-    assert r.probe_forwards == 2 * PROBE_BATCHES and r.cost_steps == 60
+    assert r.probe_forwards == 2 * PROBE_BATCHES
+    assert r.cost_steps == 60
     assert r.suggestion == pytest.approx(r.race_lrs[3])  # 8 training steps are fewer than a race: no budget factor
 
 
@@ -234,7 +256,7 @@ def test_the_curvature_probe_estimates_lambda_max_from_below() -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs, factor",
+    ("kwargs", "factor"),
     [
         ({"momentum": 0.9}, 1.9),
         ({"momentum": 0.9, "dampening": 0.5}, 3.8),
@@ -285,7 +307,7 @@ def test_the_sgd_factor_is_torchs_stability_edge(nesterov: bool) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- budget
-@pytest.mark.parametrize("budget, candidates", [(60, 2), (70, 5), (300, 5)])
+@pytest.mark.parametrize(("budget", "candidates"), [(60, 2), (70, 5), (300, 5)])
 def test_the_finder_never_exceeds_its_step_budget(budget: int, candidates: int) -> None:
     model = TinyRegression(base_lrs=(0.1,))
     calls = model.step_losses  # one entry per training_step call
@@ -306,5 +328,5 @@ def test_the_finder_never_exceeds_its_step_budget(budget: int, candidates: int) 
 
 
 def test_every_method_is_listed_and_the_default_is_the_race() -> None:
-    assert SUGGESTIONS == ("race", *CURVE_METHODS, "curvature")
+    assert ("race", *CURVE_METHODS, "curvature") == SUGGESTIONS
     assert LRFinder().suggestion == "race"

@@ -193,6 +193,7 @@ def test_pattern_error_lists_allowed_values() -> None:
 
 def test_state_key_and_stateless_state_dict() -> None:
     a, b = SignAlternation(period=2), SignAlternation(period=3)
-    assert a.state_key != b.state_key and a.state_key == SignAlternation(period=2).state_key
+    assert a.state_key != b.state_key
+    assert a.state_key == SignAlternation(period=2).state_key
     assert a.state_dict() == {}
     a.load_state_dict({})

@@ -68,7 +68,8 @@ def test_start_factor_zero_first_step_is_a_no_op() -> None:
 def test_cosine_shape() -> None:
     warmup = Warmup(10, start_factor=0.2, shape="cosine")
     factors = [warmup.factor(t) for t in range(15)]
-    assert factors[0] == 0.2 and factors[5] == pytest.approx(0.6, rel=1e-15)
+    assert factors[0] == 0.2
+    assert factors[5] == pytest.approx(0.6, rel=1e-15)
     assert factors[10:] == [1.0] * 5
     assert all(a < b for a, b in zip(factors[:10], factors[1:11]))
     assert factors[1] == pytest.approx(0.2 + 0.8 * (1 - math.cos(math.pi / 10)) / 2, rel=1e-15)

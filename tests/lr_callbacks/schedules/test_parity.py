@@ -10,7 +10,6 @@ import pytest
 import torch
 from torch.optim import lr_scheduler as torch_sched
 
-from lr_callbacks.schedules import functions as schedules
 from lr_callbacks import (
     CosineAnnealing,
     CosineWarmRestarts,
@@ -20,6 +19,7 @@ from lr_callbacks import (
     ReduceOnPlateau,
     StepDecay,
 )
+from lr_callbacks.schedules import functions as schedules
 from tests.helpers.lr_cases import torch_lrs
 from tests.helpers.tiny import LRRecorder, TinyRegression, loader, tiny_trainer
 
@@ -117,12 +117,12 @@ def test_schedule_matches_torch(ours: Callable, theirs: Callable, interval: str)
     assert n_steps == EPOCHS * BATCHES
     if interval == "step":
         if isinstance(ours(interval), CosineWarmRestarts):
-            t_of_step = lambda k: k // BATCHES + (k % BATCHES) / BATCHES  # noqa: E731 - fractional epochs
+            t_of_step = lambda k: k // BATCHES + (k % BATCHES) / BATCHES
         else:
             t_of_step = float
         total = n_steps
     else:
-        t_of_step = lambda k: float(k // BATCHES)  # noqa: E731
+        t_of_step = lambda k: float(k // BATCHES)
         total = EPOCHS
     want = _reference(lambda o: theirs(o, total), n_steps, t_of_step)
     _assert_close(got, want)
@@ -148,7 +148,7 @@ def test_warm_restarts_fractional_epochs_under_accumulation() -> None:
 
 def test_cosine_holds_eta_min_after_t_max() -> None:
     got = _run(CosineAnnealing(T_max=2, eta_min=1e-3))
-    assert [row for row in got[2 * BATCHES :]] == [[1e-3, 1e-3]] * (2 * BATCHES)
+    assert list(got[2 * BATCHES :]) == [[1e-3, 1e-3]] * (2 * BATCHES)
 
 
 # --- SGDR: exact restarts --------------------------------------------------------------------------------
@@ -247,9 +247,9 @@ class _PlateauMetric(TinyRegression):
 
 
 PLATEAU_KWARGS = [
-    dict(factor=0.5, patience=1),
-    dict(factor=0.1, patience=0, cooldown=2, min_lr=[1e-3, 1e-4]),
-    dict(mode="max", factor=0.5, patience=2, threshold=0.1, threshold_mode="abs"),
+    {"factor": 0.5, "patience": 1},
+    {"factor": 0.1, "patience": 0, "cooldown": 2, "min_lr": [1e-3, 1e-4]},
+    {"mode": "max", "factor": 0.5, "patience": 2, "threshold": 0.1, "threshold_mode": "abs"},
 ]
 
 

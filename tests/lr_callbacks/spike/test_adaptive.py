@@ -171,7 +171,8 @@ def test_housing_run_reduces_lr_exactly_on_spike_epochs(housing: tuple[torch.Ten
     reduced = [t for t in range(epochs - 1) if lrs[t + 1] < lrs[t]]
     # The spike found after epoch t lowers the LR of epoch t+1, by half, and nothing else does.
     assert spiked and len(spiked) < epochs - 1, (means, spiked)
-    assert reduced == spiked and spike.spikes == spiked
+    assert reduced == spiked
+    assert spike.spikes == spiked
     assert lrs == [0.1 * 0.5 ** sum(s < t for s in spiked) for t in range(epochs)]
 
 
@@ -229,7 +230,8 @@ def test_epoch_mean_under_gradient_accumulation_is_the_mean_training_loss() -> N
     spike = SpikeAdaptiveLR()
     recorder, _ = run_scripted([1.0, 1.5, 1.5, 2.0], spike, accumulate_grad_batches=2)
     # Lightning hands back each loss divided by 2; the epoch value is still the script's.
-    assert spike.baseline == 2.0 and spike.spikes == [1, 3]
+    assert spike.baseline == 2.0
+    assert spike.spikes == [1, 3]
     assert [row[0] for row in recorder.lrs] == [0.1, 0.1, 0.05, 0.05]
 
 
@@ -240,7 +242,8 @@ def test_nan_counts_as_spike_and_never_reaches_the_lr() -> None:
     lrs = [row[0] for row in epoch_lrs(recorder)]
     assert all(math.isfinite(lr) for lr in lrs)
     # NaN after epoch 2 and inf after 5 are spikes; the baseline stays finite (1.05 is compared with 1.0).
-    assert spike.spikes == [2, 5] and lrs == [0.1, 0.1, 0.1, 0.05, 0.05, 0.05, 0.025]
+    assert spike.spikes == [2, 5]
+    assert lrs == [0.1, 0.1, 0.1, 0.05, 0.05, 0.05, 0.025]
     assert spike.baseline == 1.0
 
 
@@ -248,7 +251,8 @@ def test_nan_policy_ignore_and_raise() -> None:
     script = [1.0, float("nan"), 1.05, 2.0]
     spike = SpikeAdaptiveLR(nan_policy="ignore")
     recorder, _ = run_scripted(script, spike)
-    assert [row[0] for row in epoch_lrs(recorder)] == [0.1, 0.1, 0.1, 0.1] and spike.spikes == [3]
+    assert [row[0] for row in epoch_lrs(recorder)] == [0.1, 0.1, 0.1, 0.1]
+    assert spike.spikes == [3]
     with pytest.raises(RuntimeError, match="not finite|nan"):
         run_scripted(script, SpikeAdaptiveLR(nan_policy="raise"))
 
@@ -270,7 +274,9 @@ class StateProbe(Callback):
 
 
 def _identical(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    same_model = a["model"].keys() == b["model"].keys() and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    same_model = a["model"].keys() == b["model"].keys() and all(
+        torch.equal(a["model"][k], b["model"][k]) for k in a["model"]
+    )
     same_opt = len(a["opt"]) == len(b["opt"]) and all(
         sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa) for sa, sb in zip(a["opt"], b["opt"])
     )
@@ -305,7 +311,8 @@ def test_rollback_recovers_from_nan_weights() -> None:
     assert spike.spikes == [2]
     assert all(torch.isfinite(p).all() for p in model.parameters())
     assert _identical({**probe.states[2], "opt": []}, {**probe.states[1], "opt": []})
-    assert math.isfinite(spike.baseline) and spike.scales == [[0.5]]
+    assert math.isfinite(spike.baseline)
+    assert spike.scales == [[0.5]]
 
 
 # --- monitor, logging, arguments ---------------------------------------------------------------------------
@@ -388,12 +395,16 @@ def test_state_dict_round_trip() -> None:
     fresh = SpikeAdaptiveLR(recovery_patience=3)
     fresh.load_state_dict(spike.state_dict())
     assert fresh.state_dict() == spike.state_dict()
-    assert fresh.scales == [[0.5]] and fresh.baseline == 2.0 and fresh.calm == 1 and fresh.spikes == [1]
+    assert fresh.scales == [[0.5]]
+    assert fresh.baseline == 2.0
+    assert fresh.calm == 1
+    assert fresh.spikes == [1]
     assert fresh.state_key == spike.state_key == SpikeAdaptiveLR(recovery_patience=5).state_key
     assert SpikeAdaptiveLR(threshold=1.2).state_key != spike.state_key
     empty = SpikeAdaptiveLR()
     empty.load_state_dict({})
-    assert empty.scales is None and empty.baseline is None
+    assert empty.scales is None
+    assert empty.baseline is None
 
 
 # --- choices typed for LightningCLI ---------------------------------------------------------------------------

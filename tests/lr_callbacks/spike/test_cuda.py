@@ -41,7 +41,9 @@ class ScalerProbe(StepProbe):
 
 
 def fit(callbacks: list[Any], model: pl.LightningModule, **kwargs: Any) -> pl.Trainer:
-    trainer = tiny_trainer(callbacks, max_epochs=STEPS // 2, accelerator="gpu", devices=1, deterministic=False, **kwargs)
+    trainer = tiny_trainer(
+        callbacks, max_epochs=STEPS // 2, accelerator="gpu", devices=1, deterministic=False, **kwargs
+    )
     trainer.fit(model, loader(n=16, batch_size=8))
     return trainer
 
@@ -58,7 +60,9 @@ def test_16_mixed_skip_and_rollback_restore_the_grad_scaler(reactions: str, back
     # The scaler's scale and growth tracker are those it had before that step, as if the batch never came.
     assert probe.scaler_after[SPIKE_AT] == probe.scaler_before[back_to]
     # An ordinary step moves the growth tracker, so the equality above is not for free.
-    assert probe.scaler_after[SPIKE_AT - 1]["_growth_tracker"] == probe.scaler_before[SPIKE_AT - 1]["_growth_tracker"] + 1
+    assert (
+        probe.scaler_after[SPIKE_AT - 1]["_growth_tracker"] == probe.scaler_before[SPIKE_AT - 1]["_growth_tracker"] + 1
+    )
 
 
 class InfGradient(pl.Callback):
@@ -81,7 +85,8 @@ def test_16_mixed_a_step_the_scaler_skips_still_counts_and_feeds_the_detector() 
     assert trainer.global_step == STEPS  # the skipped step counted
     assert identical(probe.after[10], probe.before[10])  # the scaler skipped it
     assert probe.scaler_after[10]["scale"] == probe.scaler_before[10]["scale"] / 2  # and backed off
-    assert spike.spikes == [] and spike.detector.state_dict()["count"] == STEPS  # a finite loss, seen as usual
+    assert spike.spikes == []
+    assert spike.detector.state_dict()["count"] == STEPS
 
 
 def _guard_syncs(spike: SpikeAdaptiveLR, sync_every: int) -> None:
@@ -126,7 +131,8 @@ def test_device_path_has_no_host_sync_and_matches_the_host_path(optimizer: Any, 
         fit([spike, probe], Model(values(), mode="scale", per_step=True))
         runs.append((spike, probe))
     (host, host_probe), (device, device_probe) = runs
-    assert device._on_device and host.spikes == device.spikes == [SPIKE_AT]
+    assert device._on_device
+    assert host.spikes == device.spikes == [SPIKE_AT]
     assert host.steps_lost == device.steps_lost
     assert all(identical(a, b) for a, b in zip(host_probe.after, device_probe.after))
 
@@ -138,5 +144,6 @@ def test_device_path_falls_back_to_host_reads_for_adam_step_counters_on_the_cpu(
     model = Scripted(values(), mode="scale", per_step=True, base_lrs=(0.05,), optimizer=torch.optim.Adam)
     with pytest.warns(UserWarning, match="capturable"):
         fit([spike, probe], model)
-    assert not spike._on_device and spike.spikes == [SPIKE_AT]
+    assert not spike._on_device
+    assert spike.spikes == [SPIKE_AT]
     assert identical(probe.after[SPIKE_AT], probe.before[SPIKE_AT])

@@ -101,7 +101,8 @@ def test_one_rank_spike_is_skipped_and_backed_off_on_every_rank(tmp_path: Path) 
 
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     for rank in ranks:
-        assert rank["spikes"] == [SPIKE_AT] and rank["steps_lost"] == 1
+        assert rank["spikes"] == [SPIKE_AT]
+        assert rank["steps_lost"] == 1
         assert rank["after"][SPIKE_AT] == rank["before"][SPIKE_AT]  # the update was dropped on this rank too
         assert rank["after"][SPIKE_AT + 1] != rank["before"][SPIKE_AT + 1]
         lrs = [row[0] for row in rank["lrs"]]

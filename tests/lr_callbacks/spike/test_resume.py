@@ -48,7 +48,8 @@ def assert_same_continuation(full: dict[str, Any], resumed: dict[str, Any], resu
     assert resumed["spike"].steps_lost == full["spike"].steps_lost
     assert resumed["spike"].scales == full["spike"].scales
     after = [identical(a, b) for a, b in zip(resumed["probe"].after, full["probe"].after[resume_at:])]
-    assert all(after) and len(after) == len(full["probe"].after) - resume_at
+    assert all(after)
+    assert len(after) == len(full["probe"].after) - resume_at
 
 
 def callback_state(path: Path) -> dict[str, Any]:
@@ -62,10 +63,12 @@ def test_epoch_rule_resumes_with_the_partial_epoch_loss(tmp_path: Path) -> None:
     values = [1.0] * 4 + [4.0, 4.0, 4.0, 1.0] + [1.0] * 16
     full, resumed = resume_pair(lambda: SpikeAdaptiveLR(), values, resume_at=7, epochs=6, tmp_path=tmp_path)
     state = callback_state(tmp_path / "step=7.ckpt")
-    assert state["loss_count"] == 3 and state["loss_sum"] > 0
+    assert state["loss_count"] == 3
+    assert state["loss_sum"] > 0
     assert full["spike"].spikes == [1]
     assert_same_continuation(full, resumed, 7)
-    assert full["probe"].lrs[8] == [0.025] and full["probe"].lrs[7] == [0.05]
+    assert full["probe"].lrs[8] == [0.025]
+    assert full["probe"].lrs[7] == [0.05]
 
 
 def test_step_level_rollback_and_pending_recovery_resume(tmp_path: Path) -> None:
@@ -80,10 +83,13 @@ def test_step_level_rollback_and_pending_recovery_resume(tmp_path: Path) -> None
 
     full, resumed = resume_pair(make, values, resume_at=11, epochs=8, tmp_path=tmp_path)
     state = callback_state(tmp_path / "step=11.ckpt")
-    assert state["calm"] == 1 and state["scales"] == [[0.5]] and state["snapshot"]["step"] == 10
+    assert state["calm"] == 1
+    assert state["scales"] == [[0.5]]
+    assert state["snapshot"]["step"] == 10
     assert full["spike"].spikes == [9, 17]
     lrs = [row[0] for row in full["probe"].lrs]
-    assert lrs[10:14] == [0.025] * 4 and lrs[14] == 0.05  # the recovery pending at step 11 came at 13
+    assert lrs[10:14] == [0.025] * 4
+    assert lrs[14] == 0.05
     assert_same_continuation(full, resumed, 11)
 
 
@@ -109,9 +115,11 @@ def test_step_level_device_path_resumes_with_decisions_not_yet_read_back(tmp_pat
 
     full, resumed = resume_pair(make, values, resume_at=9, epochs=6, tmp_path=tmp_path)
     state = callback_state(tmp_path / "step=9.ckpt")
-    assert state["pending"]["slots"][0]["t"] == 8 and state["pending"]["flags"][0] == [1.0]
+    assert state["pending"]["slots"][0]["t"] == 8
+    assert state["pending"]["flags"][0] == [1.0]
     lrs = [row[0] for row in full["probe"].lrs]
-    assert lrs[11] == 0.05 and lrs[12] == 0.025  # read back after step 11 (the epoch end)
+    assert lrs[11] == 0.05
+    assert lrs[12] == 0.025
     assert_same_continuation(full, resumed, 9)
 
 

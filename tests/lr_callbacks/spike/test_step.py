@@ -99,7 +99,9 @@ def test_zscore_accepts_a_lasting_level_change_but_not_a_lone_spike() -> None:
     base = [1.0 + 0.02 * rng.gauss(0, 1) for _ in range(100)]
     flags = [i for i, x in enumerate(base + [3.0 * v for v in base]) if detector.check(x)]
     # The jump to 3x is flagged at first; the winsorised statistics then move to the new level.
-    assert flags[0] == 100 and len(flags) < 30 and flags == list(range(100, 100 + len(flags)))
+    assert flags[0] == 100
+    assert len(flags) < 30
+    assert flags == list(range(100, 100 + len(flags)))
 
 
 def tail_reference(values: list[float], tail: float = 2.5, z: float = 3.0, persist: float = 1.5, guard: float = 1e4,
@@ -146,7 +148,9 @@ def test_tail_detector_follows_the_written_out_rule() -> None:
         detector = TailDetector(**kwargs)
         flags = [i for i, x in enumerate(values) if detector.check(x)]
         want, record = tail_reference(values, **kwargs)
-        assert flags == want and detector.record == pytest.approx(record, rel=1e-12) and record > 0
+        assert flags == want
+        assert detector.record == pytest.approx(record, rel=1e-12)
+        assert record > 0
     detector = TailDetector()
     assert [i for i, x in enumerate(values) if detector.check(x)] == [120, 121, 250, 300, 330]
 
@@ -175,13 +179,16 @@ def test_tail_detector_flags_a_sustained_rise_that_no_single_step_would() -> Non
     for x in calm_noise():
         detector.check(x)
     level = math.exp(detector.mean)
-    assert not detector.check(1.3 * level) and detector.suspect  # above the record: suspect, not a spike
+    assert not detector.check(1.3 * level)
+    assert detector.suspect
     assert detector.check(1.3 * level)  # twice in a row: a rise
     for x in calm_noise(40, seed=3):
         assert not detector.check(x)
-    assert not detector.check(1.3 * level) and detector.suspect  # alone again: only suspect
+    assert not detector.check(1.3 * level)
+    assert detector.suspect
     for x in calm_noise(40, seed=4):
-        assert not detector.check(x) and not detector.suspect
+        assert not detector.check(x)
+        assert not detector.suspect
 
 
 def test_tail_detector_guard_flags_what_a_heavy_tail_would_hide() -> None:
@@ -190,8 +197,13 @@ def test_tail_detector_guard_flags_what_a_heavy_tail_would_hide() -> None:
     for at, ratio in zip(range(100, 1000, 100), (1.2, 1.4, 1.8, 2.5, 3.5, 8.0, 30.0, 200.0, 1000.0)):
         values[at] *= ratio
     guarded, unguarded = TailDetector(), TailDetector(guard=1e9)
-    assert [i for i, x in enumerate(values) if guarded.check(x)] == [] == [i for i, x in enumerate(values) if unguarded.check(x)]
-    assert guarded.check(2e4) and not unguarded.check(2e4)
+    assert (
+        [i for i, x in enumerate(values) if guarded.check(x)]
+        == []
+        == [i for i, x in enumerate(values) if unguarded.check(x)]
+    )
+    assert guarded.check(2e4)
+    assert not unguarded.check(2e4)
 
 
 def test_tail_detector_on_values_without_a_logarithm() -> None:
@@ -199,14 +211,23 @@ def test_tail_detector_on_values_without_a_logarithm() -> None:
     for x in calm_noise(20):
         detector.check(x)
     state = detector.state_dict()
-    assert [detector.check(x) for x in (0.0, -3.0)] == [False, False] and detector.state_dict() == state
+    assert [detector.check(x) for x in (0.0, -3.0)] == [False, False]
+    assert detector.state_dict() == state
     assert [detector.check(x) for x in (math.nan, math.inf, -math.inf)] == [True, True, True]
     assert detector.state_dict() == state  # none of them was learned
 
 
 def test_ratio_detector_is_the_seed_rule_with_hold() -> None:
     detector = RatioDetector(threshold=1.1)
-    assert [detector.check(x) for x in (1.0, 1.2, 1.25, 0.0, 5.0, -1.0, 2.0)] == [False, True, False, False, False, False, False]
+    assert [detector.check(x) for x in (1.0, 1.2, 1.25, 0.0, 5.0, -1.0, 2.0)] == [
+        False,
+        True,
+        False,
+        False,
+        False,
+        False,
+        False,
+    ]
     detector.check(3.0)  # a spike against 2.0
     detector.hold()
     assert detector.baseline == 2.0
@@ -234,8 +255,10 @@ def test_device_statistics_equal_host_statistics_bitwise(kind: str) -> None:
         device_flags.append(bool(device.check_tensor(x)))
         flag = device.suspect_tensor()
         device_suspects.append(False if flag is None else bool(flag))
-    assert host_flags == device_flags and sum(host_flags) >= 3
-    assert host_suspects == device_suspects and (kind != "tail" or host_flags[381] and host_suspects[380])
+    assert host_flags == device_flags
+    assert sum(host_flags) >= 3
+    assert host_suspects == device_suspects
+    assert kind != "tail" or host_flags[381] and host_suspects[380]
     if kind == "tail":  # torch's and Python's log may differ in the last bit
         assert device.state_dict() == pytest.approx(host.state_dict(), rel=1e-12, abs=1e-15)
     else:
@@ -245,17 +268,21 @@ def test_device_statistics_equal_host_statistics_bitwise(kind: str) -> None:
 # --- skip ------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("optimizer", [torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW], ids=["sgd-momentum", "adam", "adamw-wd"])
+@pytest.mark.parametrize(
+    "optimizer", [torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW], ids=["sgd-momentum", "adam", "adamw-wd"]
+)
 def test_skip_leaves_weights_and_optimizer_state_bit_identical(optimizer: Any) -> None:
     spike = SpikeAdaptiveLR(interval="step", reactions="skip", warmup=5)
     probe, _, _ = run(spike, script(), optimizer=optimizer)
-    assert spike.spikes == [SPIKE_AT] and spike.steps_lost == 1
+    assert spike.spikes == [SPIKE_AT]
+    assert spike.steps_lost == 1
     assert identical(probe.after[SPIKE_AT], probe.before[SPIKE_AT])
     for s in (SPIKE_AT - 1, SPIKE_AT + 1):  # the steps around it do train
         assert not identical(probe.after[s], probe.before[s])
     # Momentum buffers, Adam moments and step counts exist and were left alone.
     state = probe.after[SPIKE_AT]["opt"][0]
-    assert state and all(isinstance(v, torch.Tensor) for v in state.values())
+    assert state
+    assert all(isinstance(v, torch.Tensor) for v in state.values())
 
 
 # --- rollback ----------------------------------------------------------------------------------------------
@@ -268,7 +295,8 @@ def test_rollback_restores_the_copy_before_the_last_refresh(every: int, back_to:
     assert spike.spikes == [SPIKE_AT]
     # Weights, Adam moments and step counts after the spiking step are those from before step `back_to`.
     assert identical(probe.after[SPIKE_AT], probe.before[back_to])
-    assert spike.steps_lost == lost and spike.events[0]["reactions"] == ["rollback"]
+    assert spike.steps_lost == lost
+    assert spike.events[0]["reactions"] == ["rollback"]
 
 
 class LRShock(pl.Callback):
@@ -292,16 +320,21 @@ def test_rollback_undoes_a_too_high_lr_step(detector: str, flagged: int, path: s
     rollback copy, so the rollback still lands before the shock: on the host's fast and full paths, and on the
     device path (exercised on the CPU), which selects the copy without reading the decision back.
     """
-    spike = SpikeAdaptiveLR(interval="step", reactions="rollback", warmup=5, snapshot_every=1, detector=detector, **PATHS[path])
+    spike = SpikeAdaptiveLR(
+        interval="step", reactions="rollback", warmup=5, snapshot_every=1, detector=detector, **PATHS[path]
+    )
     probe = StepProbe()
     torch.manual_seed(0)
     model = TinyRegression(base_lrs=(0.05,))
     tiny_trainer([LRShock(), spike, probe], max_epochs=12).fit(model, loader(n=16, batch_size=8))
-    assert spike._fast == (path == "fast") and spike._on_device == (path == "device")
-    assert spike.spikes == [flagged] and spike.steps_lost == flagged + 1 - (SPIKE_AT - 1)
+    assert spike._fast == (path == "fast")
+    assert spike._on_device == (path == "device")
+    assert spike.spikes == [flagged]
+    assert spike.steps_lost == flagged + 1 - (SPIKE_AT - 1)
     assert identical(probe.after[flagged], probe.before[SPIKE_AT - 1])
     losses = model.step_losses
-    assert losses[SPIKE_AT] > 100 * losses[SPIKE_AT - 1] and losses[flagged + 1] < 2 * losses[SPIKE_AT - 1]
+    assert losses[SPIKE_AT] > 100 * losses[SPIKE_AT - 1]
+    assert losses[flagged + 1] < 2 * losses[SPIKE_AT - 1]
 
 
 # --- backoff at step level -----------------------------------------------------------------------------------
@@ -326,7 +359,9 @@ def test_step_backoff_applies_from_the_next_step_and_recovers() -> None:
         ("skip", 2, [0, 1], [0, 1]),  # one step per epoch: both micro-batches of the window
     ],
 )
-def test_record_writes_lightning_skip_file(tmp_path: Path, reactions: str, accumulate: int, batches: list[int], listed: list[int]) -> None:
+def test_record_writes_lightning_skip_file(
+    tmp_path: Path, reactions: str, accumulate: int, batches: list[int], listed: list[int]
+) -> None:
     values = script(SPIKE_AT if accumulate == 1 else 9, n=STEPS if accumulate == 1 else 12)
     spike = SpikeAdaptiveLR(interval="step", reactions=(reactions, "record"), warmup=5, snapshot_every=1)
     run(spike, values, default_root_dir=str(tmp_path), accumulate_grad_batches=accumulate, max_epochs=12)
@@ -351,7 +386,8 @@ def test_default_step_configuration(tmp_path: Path) -> None:
     tiny_trainer([spike, probe], max_epochs=12, default_root_dir=str(tmp_path)).fit(model, loader(n=64, batch_size=8))
     assert spike.spikes == [75]
     # The copy is refreshed before every 20th calm step: step 75 spiked, so it goes back to before step 60.
-    assert identical(probe.after[75], probe.before[60]) and spike.steps_lost == 16
+    assert identical(probe.after[75], probe.before[60])
+    assert spike.steps_lost == 16
     # Step 75 is epoch 9's batch 3; rollback adds the step before it (batch 2), as Lightning does.
     assert json.loads((tmp_path / "skip_batches.json").read_text()) == [2, 3]
 
@@ -374,7 +410,8 @@ def test_reactions_appear_in_tensorboard_as_event_marks(tmp_path: Path) -> None:
     assert {s for s, v in detected.items() if v == 1.0} == {SPIKE_AT}
     assert {s for s, v in skipped.items() if v == 1.0} == {SPIKE_AT}
     assert {0, 4, 8, 12, 16, 20} <= set(detected)  # the resting line at the logging cadence
-    assert scale[SPIKE_AT] == 0.5 and scale[12] == 1.0
+    assert scale[SPIKE_AT] == 0.5
+    assert scale[12] == 1.0
 
 
 # --- the device path (decisions kept as tensors), exercised on the CPU -----------------------------------------
@@ -387,9 +424,11 @@ def test_device_path_matches_host_path_bitwise(reactions: tuple[str, ...]) -> No
     device = SpikeAdaptiveLR(interval="step", reactions=reactions, warmup=5, snapshot_every=2, sync_every=4)
     probe_h, model_h, _ = run(host, values, optimizer=torch.optim.SGD)
     probe_d, model_d, _ = run(device, values, optimizer=torch.optim.SGD)
-    assert device._on_device and not host._on_device
+    assert device._on_device
+    assert not host._on_device
     assert host.spikes == device.spikes == [9, SPIKE_AT]
-    assert host.steps_lost == device.steps_lost and host.events == device.events
+    assert host.steps_lost == device.steps_lost
+    assert host.events == device.events
     assert all(identical(a, b) for a, b in zip(probe_h.after, probe_d.after))
 
 
@@ -416,7 +455,9 @@ def test_device_path_reads_nothing_back_between_syncs(monkeypatch: pytest.Monkey
             syncing = hook.__name__ == "on_train_batch_end" and (spike._step + 1) % 8 == 0
             if not syncing:
                 for name in guarded:
-                    monkeypatch.setattr(torch.Tensor, name, lambda *a, _n=name, **k: reads.append(_n) or originals[_n](*a, **k))
+                    monkeypatch.setattr(
+                        torch.Tensor, name, lambda *a, _n=name, **k: reads.append(_n) or originals[_n](*a, **k)
+                    )
             try:
                 return hook(trainer, *args)
             finally:
@@ -453,7 +494,9 @@ class ManualScripted(Scripted):
 
 def test_manual_optimization_reads_the_returned_loss_and_rolls_back() -> None:
     # The z-score rule: the toy's steeply falling loss makes the tail detector's level lag (one step late).
-    spike = SpikeAdaptiveLR(interval="step", reactions=("rollback", "backoff"), warmup=5, snapshot_every=1, detector="zscore")
+    spike = SpikeAdaptiveLR(
+        interval="step", reactions=("rollback", "backoff"), warmup=5, snapshot_every=1, detector="zscore"
+    )
     probe = StepProbe()
     torch.manual_seed(0)
     model = ManualScripted(script(), mode="scale", per_step=True, base_lrs=(0.05,))
@@ -469,7 +512,8 @@ def test_manual_optimization_epoch_rule_reads_the_returned_loss() -> None:
     probe = StepProbe()
     model = ManualScripted([1.0, 1.5, 1.5, 2.0], mode="replace", base_lrs=(0.1,))
     tiny_trainer([spike, probe], max_epochs=4).fit(model, loader(n=16, batch_size=8))
-    assert spike.spikes == [1, 3] and spike.baseline == 2.0
+    assert spike.spikes == [1, 3]
+    assert spike.baseline == 2.0
     assert [row[0] for row in probe.lrs] == [0.1] * 4 + [0.05] * 4
 
 
@@ -477,7 +521,9 @@ def test_manual_optimization_refuses_skip() -> None:
     torch.manual_seed(0)
     model = ManualScripted(script(), mode="scale", per_step=True)
     with pytest.raises(MisconfigurationException, match="skip"):
-        tiny_trainer([SpikeAdaptiveLR(interval="step", reactions="skip")], max_epochs=1).fit(model, loader(n=16, batch_size=8))
+        tiny_trainer([SpikeAdaptiveLR(interval="step", reactions="skip")], max_epochs=1).fit(
+            model, loader(n=16, batch_size=8)
+        )
 
 
 def test_manual_optimization_with_monitor() -> None:
@@ -520,8 +566,10 @@ def test_two_optimizers_share_the_decision() -> None:
     tiny_trainer([spike, probe], max_epochs=12).fit(TwoOptimizers(script()), loader(n=16, batch_size=8))
     # t counts training steps (batches), as `interval="step"` does under manual optimization, while
     # global_step counts both optimizers' steps: batch 15 (optimizer steps 30 and 31) spiked.
-    assert spike.spikes == [SPIKE_AT] and spike.events[0]["step"] == SPIKE_AT
-    assert probe.lrs[2 * (SPIKE_AT + 1)] == [0.05, 0.005] and probe.lrs[2 * SPIKE_AT] == [0.1, 0.01]
+    assert spike.spikes == [SPIKE_AT]
+    assert spike.events[0]["step"] == SPIKE_AT
+    assert probe.lrs[2 * (SPIKE_AT + 1)] == [0.05, 0.005]
+    assert probe.lrs[2 * SPIKE_AT] == [0.1, 0.01]
 
 
 def test_monitor_at_step_level_reads_this_steps_logged_value() -> None:
