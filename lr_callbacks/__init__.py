@@ -5,7 +5,7 @@ Every callback follows one rule (see :mod:`lr_callbacks.core`)::
     lr_g = scheduled_g * prod(active modifier factors)
 """
 
-from lr_callbacks.core import LRContributor, Modifier, Schedule
+from lr_callbacks.core import LRContributor, Modifier, Schedule, TimeModifier
 from lr_callbacks.finder.callback import LRFinder, LRFinderResult
 from lr_callbacks.lr_preview import LRPreview, preview
 from lr_callbacks.modifiers.sign import SignAlternation
@@ -17,6 +17,7 @@ from lr_callbacks.schedules.callbacks import (
     ExponentialDecay,
     OneCycle,
     StepDecay,
+    WarmupStableDecay,
 )
 from lr_callbacks.schedules.plateau import ReduceOnPlateau
 from lr_callbacks.spike.adaptive import SpikeAdaptiveLR
@@ -37,6 +38,8 @@ __all__ = [
     "SignAlternation",
     "SpikeAdaptiveLR",
     "StepDecay",
+    "TimeModifier",
     "Warmup",
+    "WarmupStableDecay",
     "preview",
 ]

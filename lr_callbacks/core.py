@@ -26,9 +26,9 @@ checks that change their contribution.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
@@ -45,7 +45,41 @@ Interval = Literal["epoch", "step"]
 INTERVALS: tuple[str, ...] = get_args(Interval)
 
 
-class LRContributor(Callback):
+class IdentifiedCallback(Callback):
+    """A callback whose ``state_key`` and ``repr`` come from the constructor arguments named in
+    :attr:`IDENTITY`, each kept as an attribute of the same name.
+
+    Example:
+        >>> from lr_callbacks import StepDecay
+        >>> StepDecay.IDENTITY
+        ('step_size', 'gamma', 'interval')
+        >>> StepDecay(step_size=30)
+        StepDecay(step_size=30, gamma=0.1, interval='epoch')
+        >>> StepDecay(step_size=30).state_key
+        "StepDecay{'step_size': 30, 'gamma': 0.1, 'interval': 'epoch'}"
+    """
+
+    #: The constructor arguments that tell two instances apart, in the order they are shown.
+    IDENTITY: ClassVar[tuple[str, ...]] = ()
+
+    def _identity(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.IDENTITY}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{name}={value!r}" for name, value in self._identity().items())
+        return f"{type(self).__name__}({args})"
+
+    @property
+    @override
+    def state_key(self) -> str:
+        # Built once: Lightning reads it around every hook call of every step.
+        key = self.__dict__.get("_state_key")
+        if key is None:
+            key = self.__dict__["_state_key"] = self._generate_state_key(**self._identity())
+        return key
+
+
+class LRContributor(IdentifiedCallback):
     """Base of every callback that takes part in the LR rule.
 
     Subclasses keep their contribution for the current time ``t``. Time-driven ones (schedules, warmup,
@@ -60,15 +94,15 @@ class LRContributor(Callback):
     Raises:
         ValueError: If ``interval`` is not one of :attr:`INTERVALS`.
 
-    Example::
-
+    Example:
         >>> from lr_callbacks import StepDecay
         >>> per_epoch = StepDecay(step_size=2, interval="epoch")  # 4 training steps per epoch
-        >>> [per_epoch._time_of_step(k, steps_per_epoch=4) for k in (0, 3, 4, 9)]
+        >>> [per_epoch.time_of_step(k, steps_per_epoch=4) for k in (0, 3, 4, 9)]
         [0.0, 0.0, 1.0, 2.0]
     """
 
     INTERVALS = INTERVALS
+    IDENTITY: ClassVar[tuple[str, ...]] = ("interval",)
     # Whether the contribution is a function of ``t`` (then a "step" interval rewrites the LR every step).
     _time_driven: bool = True
     _plan: LRPlan | None = None
@@ -78,15 +112,6 @@ class LRContributor(Callback):
     def __init__(self, interval: Interval = "epoch") -> None:
         self.interval = check_choice("interval", interval, INTERVALS)
         self._t: float = 0.0
-
-    def _identity(self) -> dict[str, Any]:
-        """The arguments that tell two instances apart; they make the ``state_key``."""
-        return {"interval": self.interval}
-
-    @property
-    @override
-    def state_key(self) -> str:
-        return cached_state_key(self, self._identity)
 
     def __getstate__(self) -> dict[str, Any]:
         # The plan belongs to one fit of one trainer (and holds its callback list); a copy builds its own.
@@ -100,20 +125,28 @@ class LRContributor(Callback):
         """The current ``t`` for a ``"step"`` interval; subclasses may return fractional epochs."""
         return float(step_index(trainer))
 
-    def _time_of_step(self, step: int, steps_per_epoch: int) -> float:
+    @property
+    def t(self) -> float:
+        """The current time: the epoch index, the training-step index, or a fractional epoch."""
+        return self._t
+
+    def time_of_step(self, step: int, steps_per_epoch: int) -> float:
         """``t`` at training step ``step`` of a run with ``steps_per_epoch`` steps per epoch (no trainer needed)."""
         if self.interval == "epoch":
             return float(step // steps_per_epoch)
         return float(step)
 
-    def _set_time(self, t: float) -> None:
-        """Move the contribution to time ``t``, without side effects (the only way to move ``t``, as
-        subclasses cache what depends on it); subclasses extend this."""
+    def set_time(self, t: float) -> None:
+        """Move the contribution to time ``t``, without side effects.
+
+        It is the only way ``t`` moves, in a fit and in a preview alike; a subclass that caches what
+        depends on ``t`` extends it (and calls ``super().set_time(t)``).
+        """
         self._t = t
 
     def _advance(self, trainer: pl.Trainer, t: float) -> None:
-        """Move to time ``t`` during a fit; subclasses add side effects such as logging."""
-        self._set_time(t)
+        """Move to time ``t`` during a fit; the library's subclasses add side effects such as logging."""
+        self.set_time(t)
 
     def _prepare(self, trainer: pl.Trainer) -> None:
         """Read what the trainer knows only once training starts; called before each fit's first LR write.
@@ -123,8 +156,11 @@ class LRContributor(Callback):
         Lightning restores its position, and a resumed run would start the epoch over).
         """
 
-    def _set_run_length(self, steps: float, epochs: float) -> None:
+    def set_run_length(self, steps: float, epochs: float) -> None:
         """Learn the length of the run, for a contribution that depends on it (a no-op here).
+
+        Called before the first LR write of a fit (after a checkpoint is restored) and by a preview.
+        A schedule with an argument such as ``total_steps=None`` overrides it.
 
         Args:
             steps: Training steps of the whole run (``trainer.estimated_stepping_batches``).
@@ -173,7 +209,7 @@ class LRContributor(Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Also after a mid-epoch resume, where Lightning does not call `on_train_epoch_start`.
         if self.interval == "epoch":
-            self._set_time(float(trainer.current_epoch))
+            self.set_time(float(trainer.current_epoch))
         plan = self._current_plan(trainer)
         # With a step clock the first batch writes; the step clock is not restored before then.
         if plan.last is self and not plan.writes_each_step:
@@ -184,7 +220,7 @@ class LRContributor(Callback):
         if self.interval == "epoch":
             self._advance(trainer, float(trainer.current_epoch))
         elif self._time_driven:
-            self._set_time(self._time(trainer, 0))
+            self.set_time(self._time(trainer, 0))
         plan = self._current_plan(trainer)
         if plan.last is self:
             plan.write(trainer.optimizers)
@@ -195,9 +231,13 @@ class LRContributor(Callback):
     ) -> None:
         # LRPlan.is_current and _current_plan, inlined: this runs for every contributor before every batch.
         plan = self._plan
-        if self._idle_batch_start and plan is not None and plan.callbacks is trainer.callbacks:
-            if plan.n_callbacks == len(trainer.callbacks):
-                return  # no step clock, and not the one that writes or logs each step
+        if (
+            self._idle_batch_start
+            and plan is not None
+            and plan.callbacks is trainer.callbacks
+            and plan.n_callbacks == len(trainer.callbacks)
+        ):
+            return  # no step clock, and not the one that writes or logs each step
         if batch_idx % trainer.accumulate_grad_batches:
             return  # inside an accumulation window: same step, same LR
         if self.interval == "step" and self._time_driven:
@@ -214,13 +254,19 @@ class LRContributor(Callback):
 class Schedule(LRContributor):
     """A callback that decides ``scheduled_g``, the LR before modifiers. At most one per trainer.
 
-    Example::
+    To write one: call ``super().__init__(interval)``, keep each constructor argument as an attribute of
+    the same name and list those that tell two instances apart in :attr:`IDENTITY`, and implement
+    :meth:`scheduled_lr` as a pure function of :attr:`t` and the group's base LR. A schedule whose length
+    comes from the trainer overrides :meth:`set_run_length`. The rest (hooks, resume, logging, preview,
+    composition with modifiers) is the base class's.
 
+    Example:
         >>> class Halving(Schedule):
+        ...     IDENTITY = ("interval",)
         ...     def scheduled_lr(self, base_lr, optimizer_idx, group_idx, n_groups):
-        ...         return base_lr * 0.5 ** int(self._t)
+        ...         return base_lr * 0.5 ** int(self.t)
         >>> schedule = Halving(interval="epoch")
-        >>> schedule._set_time(2.0)
+        >>> schedule.set_time(2.0)
         >>> schedule.scheduled_lr(0.1, optimizer_idx=0, group_idx=0, n_groups=1)
         0.025
     """
@@ -233,7 +279,9 @@ class Schedule(LRContributor):
 class Modifier(LRContributor):
     """A callback that multiplies the scheduled LR by a factor, possibly a different one per param group.
 
-    Data-driven modifiers set ``_time_driven = False`` and call :func:`apply_lr` when their factor changes.
+    A factor that is a pure function of ``t`` is best written as a :class:`TimeModifier`. Data-driven
+    modifiers (the library's spike handling) set ``_time_driven = False`` and call :func:`apply_lr` when
+    their factor changes.
     """
 
     def lr_factor(self, optimizer_idx: int, group_idx: int) -> float:
@@ -244,17 +292,17 @@ class Modifier(LRContributor):
 class TimeModifier(Modifier):
     """A modifier whose factor is a pure function of ``t``: it keeps no state and resumes exactly.
 
-    Subclasses implement :meth:`factor`; it is evaluated once per ``t`` and logged under :attr:`LOG_NAME`
-    at each epoch start (``interval="epoch"``) or at the trainer's logging cadence (``interval="step"``).
+    Subclasses implement :meth:`factor` (and list their identity arguments in :attr:`IDENTITY`); it is
+    evaluated once per ``t`` and logged under :attr:`LOG_NAME` at each epoch start (``interval="epoch"``) or
+    at the trainer's logging cadence (``interval="step"``).
 
-    Example::
-
+    Example:
         >>> class Brake(TimeModifier):
         ...     LOG_NAME = "brake"
         ...     def factor(self, t):
         ...         return 0.1 if t >= 100 else 1.0
         >>> brake = Brake(interval="step")
-        >>> brake._set_time(120.0)
+        >>> brake.set_time(120.0)
         >>> brake.lr_factor(optimizer_idx=0, group_idx=0)
         0.1
     """
@@ -273,15 +321,15 @@ class TimeModifier(Modifier):
         return self._factor
 
     @override
-    def _set_time(self, t: float) -> None:
+    def set_time(self, t: float) -> None:
         self._t = t
         self._factor = self.factor(t)
 
     @override
     def _advance(self, trainer: pl.Trainer, t: float) -> None:
-        self._set_time(t)
+        self.set_time(t)
         if trainer.loggers and (self.interval == "epoch" or should_log(trainer)):
-            log_metrics(trainer, {self.LOG_NAME: self._factor})
+            log_metrics(trainer, {self.LOG_NAME: self.lr_factor(0, 0)})
 
 
 # --- the rule ----------------------------------------------------------------------------------------
@@ -295,7 +343,11 @@ def canonical_order(modifiers: Sequence[Modifier]) -> list[Modifier]:
     return sorted(modifiers, key=lambda m: (type(m).__name__, m.state_key))
 
 
-def _rule(schedule: Schedule | None, modifiers: Sequence[Modifier], base: float, i: int, g: int, n: int) -> float:
+def rule(schedule: Schedule | None, modifiers: Sequence[Modifier], base: float, i: int, g: int, n: int) -> float:
+    """The LR of group ``g`` (of ``n``) of optimizer ``i``: ``scheduled * prod(factors)``, factors in the order given.
+
+    The one copy of the rule's arithmetic: :func:`compute_lrs` and :meth:`LRPlan.write` both call it.
+    """
     lr = base if schedule is None else schedule.scheduled_lr(base, i, g, n)
     for modifier in modifiers:
         lr *= modifier.lr_factor(i, g)
@@ -307,7 +359,7 @@ def compute_lrs(
 ) -> list[list[float]]:
     """The LR rule as a pure function: the LR of every group from its base LR and the contributors' state.
 
-    Each contributor is evaluated at its current ``t`` (move it with ``_set_time``). :func:`apply_lr`
+    Each contributor is evaluated at its current ``t`` (move it with ``set_time``). :func:`apply_lr`
     computes exactly this during a fit, so a replay that moves the same contributors through the same
     times gets the trainer's LRs to the bit.
 
@@ -319,18 +371,17 @@ def compute_lrs(
     Returns:
         The LR of each param group, one row per optimizer.
 
-    Example::
-
+    Example:
         >>> from lr_callbacks import StepDecay, Warmup
         >>> decay, warmup = StepDecay(step_size=2, gamma=0.5), Warmup(duration=4, start_factor=0.2)
         >>> for c in (decay, warmup):
-        ...     c._set_time(3.0)
+        ...     c.set_time(3.0)
         >>> compute_lrs([[0.1, 0.02]], decay, [warmup])
         [[0.04000000000000001, 0.008]]
     """
     ordered = canonical_order(modifiers)
     return [
-        [_rule(schedule, ordered, base, i, g, len(row)) for g, base in enumerate(row)] for i, row in enumerate(bases)
+        [rule(schedule, ordered, base, i, g, len(row)) for g, base in enumerate(row)] for i, row in enumerate(bases)
     ]
 
 
@@ -361,20 +412,16 @@ class LRPlan:
         return self.callbacks is callbacks and self.n_callbacks == len(callbacks)
 
     def write(self, optimizers: Sequence[Optimizer]) -> None:
-        """Write the rule into every param group; the arithmetic of :func:`compute_lrs`, inlined."""
+        """Write the :func:`rule` into every param group, from each group's base LR ``initial_lr``."""
         schedule, modifiers = self.schedule, self.modifiers
         for i, optimizer in enumerate(optimizers):
             groups = optimizer.param_groups
             n = len(groups)
             for g, group in enumerate(groups):
-                lr = group.get("initial_lr")
-                if lr is None:
-                    lr = group["initial_lr"] = group["lr"]
-                if schedule is not None:
-                    lr = schedule.scheduled_lr(lr, i, g, n)
-                for modifier in modifiers:
-                    lr *= modifier.lr_factor(i, g)
-                group["lr"] = lr
+                base = group.get("initial_lr")
+                if base is None:
+                    base = group["initial_lr"] = group["lr"]
+                group["lr"] = rule(schedule, modifiers, base, i, g, n)
 
 
 _PLANS: weakref.WeakKeyDictionary[pl.Trainer, LRPlan] = weakref.WeakKeyDictionary()
@@ -408,14 +455,6 @@ def lr_plan(trainer: pl.Trainer) -> LRPlan:
             )
             contributor._prepare(trainer)
     return plan
-
-
-def cached_state_key(callback: Callback, identity: Callable[[], dict[str, Any]]) -> str:
-    """``callback``'s state key, built once: Lightning reads it around every hook call of every step."""
-    key = callback.__dict__.get("_state_key")
-    if key is None:
-        key = callback.__dict__["_state_key"] = callback._generate_state_key(**identity())
-    return key
 
 
 def lr_contributors(trainer: pl.Trainer) -> list[LRContributor]:

@@ -13,7 +13,7 @@ global torch RNG is forked, so dropout in ``loss_fn`` draws nothing from the cal
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -203,6 +203,6 @@ def _double_backward_kernels() -> Iterator[None]:
         yield
 
 
-def _devices(params: list[Tensor]) -> list[int]:
+def _devices(params: Sequence[Tensor]) -> list[int]:
     """CUDA devices whose RNG ``fork_rng`` must save (none on CPU)."""
     return sorted({p.device.index or 0 for p in params if p.device.type == "cuda"})

@@ -1,7 +1,7 @@
 """See the LR before training: every param group's LR at every training step, under the one LR rule.
 
 :func:`preview` moves copies of the callbacks through the times a fit would give them (each contributor's
-own ``_time_of_step``), evaluates :func:`lr_callbacks.core.compute_lrs` at each training step, and replays
+own ``time_of_step``), evaluates :func:`lr_callbacks.core.compute_lrs` at each training step, and replays
 the checks of data-driven callbacks from a scripted metric through their own decision code. No trainer is
 built, so 100k steps take about a second (``lr-benchmark preview``).
 """
@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from lightning.pytorch.callbacks import Callback
-from lightning_utilities.core.imports import RequirementCache
 
 from lr_callbacks._checks import check_number
+from lr_callbacks._plotting import figure_and_axes
 from lr_callbacks.core import LRContributor, Modifier, Schedule, check_one_schedule, compute_lrs
 from lr_callbacks.finder.callback import LRFinder
 
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-_MATPLOTLIB_AVAILABLE = RequirementCache("matplotlib")
 
 #: The name a scripted metric is keyed by for a data-driven callback that has no ``monitor`` (the training loss).
 LOSS = "loss"
@@ -101,15 +100,7 @@ class LRPreview:
                     "`logger` must be a TensorBoard logger (its `experiment` has `add_figure`), "
                     f"got {type(logger).__name__}."
                 )
-        if not _MATPLOTLIB_AVAILABLE:
-            raise ModuleNotFoundError("`LRPreview.plot` needs matplotlib: `pip install matplotlib`.")
-        from matplotlib.figure import Figure
-
-        if ax is None:
-            figure = Figure(figsize=(8, 4.5))
-            ax = figure.subplots()
-        else:
-            figure = ax.figure
+        figure, ax = figure_and_axes(ax, (8, 4.5), "LRPreview.plot")
         steps = range(self.steps)
         for i, g, label in self.labels():
             ax.plot(steps, self.series(i, g), label=label, linewidth=1.0, drawstyle="steps-post")
@@ -119,12 +110,19 @@ class LRPreview:
         per = f"{self.steps_per_epoch} step" + ("s" if self.steps_per_epoch != 1 else "")
         title = f"LR preview: {self.epochs} epochs x {per} = {self.steps} training steps"
         if self.unforeseen:
-            names = ", ".join(re.match(r"\w*", note).group() for note in self.unforeseen)
+            names = ", ".join(re.split(r"\W", note, maxsplit=1)[0] for note in self.unforeseen)
             title += f"\n(not foreseen, held flat: {names})"
         ax.set_title(title, fontsize=10)
         if self.epochs > 1:
             per_epoch = self.steps_per_epoch
-            top = ax.secondary_xaxis("top", functions=(lambda s: s / per_epoch, lambda e: e * per_epoch))
+
+            def to_epoch(step: Any) -> Any:
+                return step / per_epoch
+
+            def to_step(epoch: Any) -> Any:
+                return epoch * per_epoch
+
+            top = ax.secondary_xaxis("top", functions=(to_epoch, to_step))
             top.set_xlabel("epoch")
         if len(self.labels()) > 1:
             ax.legend()
@@ -218,7 +216,7 @@ def preview(
     schedule = next((c for c in contributors if isinstance(c, Schedule)), None)
     modifiers = [c for c in contributors if isinstance(c, Modifier)]
     for contributor in contributors:
-        contributor._set_run_length(total, epochs)
+        contributor.set_run_length(total, epochs)
 
     unforeseen = [_finder_note(cb) for cb in callbacks if isinstance(cb, LRFinder)]
     timed = [c for c in contributors if c._time_driven]
@@ -236,7 +234,7 @@ def preview(
     lrs = []
     for k in range(total):
         for contributor in timed:
-            contributor._set_time(contributor._time_of_step(k, per_epoch))
+            contributor.set_time(contributor.time_of_step(k, per_epoch))
         lrs.append(compute_lrs(bases, schedule, modifiers))
         epoch_ends = (k + 1) % per_epoch == 0
         for contributor, script in replays:

@@ -22,13 +22,12 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
-from lightning_utilities.core.imports import RequirementCache
 from typing_extensions import override
 
 from lr_callbacks._checks import check_choice, check_number
-from lr_callbacks.core import apply_lr, cached_state_key, lr_contributors, write_lrs
+from lr_callbacks._plotting import MATPLOTLIB_AVAILABLE, figure_and_axes
+from lr_callbacks.core import IdentifiedCallback, apply_lr, lr_contributors, write_lrs
 from lr_callbacks.curvature import sgd_stability_factor, top_eigenvalue
 from lr_callbacks.finder.curve import (
     CURVE_METHODS,
@@ -53,7 +52,6 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from torch.optim import Optimizer
 
-_MATPLOTLIB_AVAILABLE = RequirementCache("matplotlib")
 
 Mode = Literal["exponential", "linear"]
 Suggestion = Literal["race", "centered_min", "steepest", "valley", "min_div10", "curvature"]
@@ -61,7 +59,7 @@ MODES: tuple[str, ...] = get_args(Mode)
 SUGGESTIONS: tuple[str, ...] = get_args(Suggestion)
 if ("race", *CURVE_METHODS, "curvature") != SUGGESTIONS:  # the Literal must list what the curve module offers
     raise ImportError(f"LRFinder's Suggestion literal {SUGGESTIONS} is out of step with {CURVE_METHODS}.")
-DEFAULT_SUGGESTION = "race"
+DEFAULT_SUGGESTION: Suggestion = "race"
 DIVERGENCE_GRACE = 5  # sweep steps before a smoothed loss is trusted to signal divergence (non-finite always is)
 CURVATURE_ITERS = 20  # power iterations (Hessian-vector products) of the curvature probe
 UNBOUNDED_TRAIN_STEPS = 2000  # the training budget assumed when the trainer's is unbounded (the longest tuned on)
@@ -101,7 +99,9 @@ class LRFinderResult:
 
     Example::
 
-        >>> result = LRFinderResult(lrs=[1e-3, 1e-2], losses=[2.0, 1.5], race_losses=[[1.5, 1.2], [1.5]], probe_forwards=4)
+        >>> result = LRFinderResult(
+        ...     lrs=[1e-3, 1e-2], losses=[2.0, 1.5], race_losses=[[1.5, 1.2], [1.5]], probe_forwards=4
+        ... )
         >>> result.steps, result.optimizer_steps, result.cost_steps
         (2, 5, 9)
     """
@@ -145,7 +145,7 @@ class LRFinderResult:
         return self.optimizer_steps + self.probe_forwards
 
 
-class LRFinder(Callback):
+class LRFinder(IdentifiedCallback):
     """LR range test: sweep the LR, race a few candidates, suggest a base LR, apply it.
 
     Runs once when training starts (``on_train_start``, once the train dataloader exists; skipped when fit resumes
@@ -175,7 +175,7 @@ class LRFinder(Callback):
     own short horizon, and the best constant LR for a longer run is lower, as its loss settles at a noise floor
     that a smaller LR lowers. If the smallest candidate wins, one more candidate below it races while a full race
     still fits the budget. These constants (in :mod:`lr_callbacks.finder.curve`) were chosen on the development
-    tasks of ``experiments/benchmarks/finder/tasks.py`` only; the README gives the out-of-sample evaluation.
+    tasks of ``experiments/benchmarks/finder/tasks.py`` only; ``docs/benchmarks.md`` gives the out-of-sample evaluation.
 
     Other suggestion methods (:attr:`SUGGESTIONS`), read from the sweep alone:
 
@@ -243,12 +243,28 @@ class LRFinder(Callback):
     Example::
 
         >>> from lr_callbacks import LRFinder
-        >>> LRFinder(num_steps=50, suggestion="min_div10")
-        LRFinder(min_lr=1e-07, max_lr=10.0, num_steps=50, mode='exponential', smoothing=0.98, diverge_threshold=4.0, suggestion='min_div10', budget_steps=300, race_candidates=5, probe_batches=4, train_steps=None)
+        >>> LRFinder(num_steps=50, suggestion="min_div10")  # doctest: +NORMALIZE_WHITESPACE
+        LRFinder(min_lr=1e-07, max_lr=10.0, num_steps=50, mode='exponential', smoothing=0.98,
+                 diverge_threshold=4.0, suggestion='min_div10', budget_steps=300, race_candidates=5,
+                 probe_batches=4, train_steps=None)
     """
 
     MODES = MODES
     SUGGESTIONS = SUGGESTIONS
+
+    IDENTITY = (
+        "min_lr",
+        "max_lr",
+        "num_steps",
+        "mode",
+        "smoothing",
+        "diverge_threshold",
+        "suggestion",
+        "budget_steps",
+        "race_candidates",
+        "probe_batches",
+        "train_steps",
+    )
 
     def __init__(
         self,
@@ -301,29 +317,6 @@ class LRFinder(Callback):
         self.result: LRFinderResult | None = None
         self.results: list[LRFinderResult] = []
         self._done_epochs: list[int] = []
-
-    def _identity(self) -> dict[str, Any]:
-        return {
-            "min_lr": self.min_lr,
-            "max_lr": self.max_lr,
-            "num_steps": self.num_steps,
-            "mode": self.mode,
-            "smoothing": self.smoothing,
-            "diverge_threshold": self.diverge_threshold,
-            "suggestion": self.suggestion,
-            "budget_steps": self.budget_steps,
-            "race_candidates": self.race_candidates,
-            "probe_batches": self.probe_batches,
-            "train_steps": self.train_steps,
-        }
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(" + ", ".join(f"{k}={v!r}" for k, v in self._identity().items()) + ")"
-
-    @property
-    @override
-    def state_key(self) -> str:
-        return cached_state_key(self, self._identity)
 
     @override
     def state_dict(self) -> dict[str, Any]:
@@ -507,7 +500,8 @@ class LRFinder(Callback):
         else:
             factor = 1.0
             rank_zero_warn(
-                f"LRFinder: the curvature bound holds for (momentum) SGD; {type(optimizer).__name__} gets the plain 2 / lambda_max."
+                f"LRFinder: the curvature bound holds for (momentum) SGD; {type(optimizer).__name__} gets the plain "
+                "2 / lambda_max."
             )
         result.curvature_lr = 2.0 * factor / lam if lam > 0 else math.inf
 
@@ -596,7 +590,7 @@ class LRFinder(Callback):
             if result.suggestion is not None:
                 summary[f"{prefix}/suggestion"] = result.suggestion
             logger.log_metrics(summary, step=trainer.global_step)
-        if not self.save_png or not _MATPLOTLIB_AVAILABLE or not trainer.is_global_zero or not result.lrs:
+        if not self.save_png or not MATPLOTLIB_AVAILABLE or not trainer.is_global_zero or not result.lrs:
             return
         figure = self.plot(result)
         directory = self.save_dir or trainer.log_dir or trainer.default_root_dir
@@ -604,7 +598,11 @@ class LRFinder(Callback):
         figure.savefig(os.path.join(directory, f"{prefix}.png"), dpi=100)
         for logger in trainer.loggers:
             experiment = getattr(logger, "experiment", None)
-            if type(logger).__name__ == "TensorBoardLogger" and hasattr(experiment, "add_figure"):
+            if (
+                type(logger).__name__ == "TensorBoardLogger"
+                and experiment is not None
+                and hasattr(experiment, "add_figure")
+            ):
                 experiment.add_figure(prefix, figure, global_step=trainer.global_step)
 
     def plot(self, result: LRFinderResult | None = None, ax: Axes | None = None) -> Figure:
@@ -618,18 +616,10 @@ class LRFinder(Callback):
             ModuleNotFoundError: If matplotlib is not installed.
             RuntimeError: If there is no result yet.
         """
-        if not _MATPLOTLIB_AVAILABLE:
-            raise ModuleNotFoundError("`LRFinder.plot` needs matplotlib: `pip install matplotlib`.")
-        from matplotlib.figure import Figure
-
         result = result or self.result
         if result is None:
             raise RuntimeError("`LRFinder.plot` has nothing to draw before the finder ran.")
-        if ax is None:
-            figure = Figure(figsize=(7, 4.5))
-            ax = figure.subplots()
-        else:
-            figure = ax.figure
+        figure, ax = figure_and_axes(ax, (7, 4.5), "LRFinder.plot")
         ax.plot(result.lrs, result.losses, color="tab:blue", alpha=0.3, label="loss")
         ax.plot(result.lrs, result.smoothed_losses, color="tab:blue", label=f"smoothed (β={self.smoothing})")
         finite = [v for v in result.smoothed_losses if math.isfinite(v)]

@@ -86,7 +86,7 @@ class TrialSteps:
         own = {name: vars(pl_module)[name] for name in ("log", "log_dict") if name in vars(pl_module)}
         trainer.callbacks = []
         pl_module.log = self._record_log  # type: ignore[method-assign]
-        pl_module.log_dict = self._record_log_dict  # type: ignore[method-assign]
+        pl_module.log_dict = self._record_log_dict  # type: ignore[method-assign,assignment]
         pl_module.train()
         try:
             with torch.enable_grad():

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, get_args
-
-from typing_extensions import override
+from typing import Literal, get_args
 
 from lr_callbacks._checks import check_choice, check_number
 from lr_callbacks.core import Interval, TimeModifier
@@ -46,6 +44,8 @@ class SignAlternation(TimeModifier):
     PATTERNS: tuple[str, ...] = get_args(Pattern)
     LOG_NAME = "lr_sign"
 
+    IDENTITY = ("pattern", "period", "negative_scale", "interval")
+
     def __init__(
         self, pattern: Pattern = "alternate", period: int = 1, negative_scale: float = 1.0, interval: Interval = "epoch"
     ) -> None:
@@ -53,21 +53,6 @@ class SignAlternation(TimeModifier):
         self.pattern = check_choice("pattern", pattern, self.PATTERNS)
         self.period = check_number("period", period, ge=1, integer=True)
         self.negative_scale = float(check_number("negative_scale", negative_scale, gt=0))
-
-    def __repr__(self) -> str:
-        return (
-            f"SignAlternation(pattern={self.pattern!r}, period={self.period}, "
-            f"negative_scale={self.negative_scale}, interval={self.interval!r})"
-        )
-
-    @override
-    def _identity(self) -> dict[str, Any]:
-        return {
-            "pattern": self.pattern,
-            "period": self.period,
-            "negative_scale": self.negative_scale,
-            "interval": self.interval,
-        }
 
     def factor(self, t: float) -> float:
         """The sign factor at time ``t``."""

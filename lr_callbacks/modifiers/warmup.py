@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Literal, get_args
-
-from typing_extensions import override
+from typing import Literal, get_args
 
 from lr_callbacks._checks import check_choice, check_number
 from lr_callbacks.core import Interval, TimeModifier
@@ -49,6 +47,8 @@ class Warmup(TimeModifier):
     SHAPES: tuple[str, ...] = get_args(Shape)
     LOG_NAME = "warmup_factor"
 
+    IDENTITY = ("duration", "start_factor", "interval", "shape")
+
     def __init__(
         self, duration: int, start_factor: float = 0.0, interval: Interval = "step", shape: Shape = "linear"
     ) -> None:
@@ -56,21 +56,6 @@ class Warmup(TimeModifier):
         self.duration = check_number("duration", duration, ge=1, integer=True)
         self.start_factor = float(check_number("start_factor", start_factor, ge=0, le=1))
         self.shape = check_choice("shape", shape, self.SHAPES)
-
-    def __repr__(self) -> str:
-        return (
-            f"Warmup(duration={self.duration}, start_factor={self.start_factor}, "
-            f"interval={self.interval!r}, shape={self.shape!r})"
-        )
-
-    @override
-    def _identity(self) -> dict[str, Any]:
-        return {
-            "duration": self.duration,
-            "start_factor": self.start_factor,
-            "interval": self.interval,
-            "shape": self.shape,
-        }
 
     def factor(self, t: float) -> float:
         """The warmup factor at time ``t``."""

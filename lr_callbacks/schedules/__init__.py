@@ -9,10 +9,12 @@ from lr_callbacks.schedules.callbacks import (
     ExponentialDecay,
     OneCycle,
     StepDecay,
+    WarmupStableDecay,
 )
 from lr_callbacks.schedules.functions import (
     AnnealStrategy,
     CyclicMode,
+    DecayShape,
     cosine_annealing,
     cosine_warm_restarts,
     cyclic,
@@ -20,6 +22,7 @@ from lr_callbacks.schedules.functions import (
     one_cycle,
     step_decay,
     warm_restart_position,
+    warmup_stable_decay,
 )
 from lr_callbacks.schedules.plateau import ReduceOnPlateau
 
@@ -29,10 +32,12 @@ __all__ = [
     "CosineWarmRestarts",
     "CyclicLR",
     "CyclicMode",
+    "DecayShape",
     "ExponentialDecay",
     "OneCycle",
     "ReduceOnPlateau",
     "StepDecay",
+    "WarmupStableDecay",
     "cosine_annealing",
     "cosine_warm_restarts",
     "cyclic",
@@ -40,4 +45,5 @@ __all__ = [
     "one_cycle",
     "step_decay",
     "warm_restart_position",
+    "warmup_stable_decay",
 ]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
@@ -12,15 +12,45 @@ from typing_extensions import override
 from lr_callbacks._checks import check_choice, check_number, per_group
 from lr_callbacks.core import Interval, Schedule, optimizer_steps_per_epoch
 from lr_callbacks.schedules import functions as schedules
-from lr_callbacks.schedules.functions import AnnealStrategy, CyclicMode
+from lr_callbacks.schedules.functions import AnnealStrategy, CyclicMode, DecayShape
 
 
 class _ClosedFormSchedule(Schedule):
     """A schedule whose LR is a pure function of ``t``; it has no state of its own to checkpoint."""
 
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self._identity().items())
-        return f"{type(self).__name__}({args})"
+
+class _RunLengthSchedule(_ClosedFormSchedule):
+    """A closed-form schedule over ``total_steps``; ``None`` means the length of the run, read from the trainer
+    when training starts (``estimated_stepping_batches`` for ``"step"``, ``max_epochs`` for ``"epoch"``)."""
+
+    total_steps: int | None
+    _total: int | None = None
+
+    @override
+    def _prepare(self, trainer: pl.Trainer) -> None:
+        if self.total_steps is None:
+            epochs = trainer.max_epochs
+            self.set_run_length(trainer.estimated_stepping_batches, math.inf if epochs is None else epochs)
+
+    @override
+    def set_run_length(self, steps: float, epochs: float) -> None:
+        if self.total_steps is None:
+            estimate = steps if self.interval == "step" else epochs
+            if estimate is None or estimate == float("inf") or estimate < 2:
+                raise ValueError(
+                    f"`total_steps=None` needs a finite length of at least 2 {self.interval}s from the trainer "
+                    f"(got {estimate!r}); set `total_steps` or the trainer's `max_epochs`/`max_steps`."
+                )
+            self._total = int(estimate)
+            self._check_length(self._total)
+
+    def _check_length(self, total: int) -> None:
+        """Raise if the schedule's phases do not fit in ``total``."""
+
+    def _length(self) -> int:
+        if self._total is None:
+            raise RuntimeError(f"{type(self).__name__}(total_steps=None) learns its length when training starts.")
+        return self._total
 
 
 class StepDecay(_ClosedFormSchedule):
@@ -43,13 +73,12 @@ class StepDecay(_ClosedFormSchedule):
         StepDecay(step_size=30, gamma=0.1, interval='epoch')
     """
 
+    IDENTITY = ("step_size", "gamma", "interval")
+
     def __init__(self, step_size: int, gamma: float = 0.1, interval: Interval = "epoch") -> None:
         super().__init__(interval)
         self.step_size = check_number("step_size", step_size, ge=1, integer=True)
         self.gamma = check_number("gamma", gamma, gt=0)
-
-    def _identity(self) -> dict[str, Any]:
-        return {"step_size": self.step_size, "gamma": self.gamma, "interval": self.interval}
 
     @override
     def scheduled_lr(self, base_lr: float, optimizer_idx: int, group_idx: int, n_groups: int) -> float:
@@ -76,15 +105,14 @@ class ExponentialDecay(_ClosedFormSchedule):
         ExponentialDecay(gamma=None, k=0.05, interval='epoch')
     """
 
+    IDENTITY = ("gamma", "k", "interval")
+
     def __init__(self, gamma: float | None = None, k: float | None = None, interval: Interval = "epoch") -> None:
         super().__init__(interval)
         if (gamma is None) == (k is None):
             raise ValueError(f"Give exactly one of `gamma` and `k`, got gamma={gamma!r}, k={k!r}.")
         self.gamma = None if gamma is None else check_number("gamma", gamma, gt=0)
         self.k = None if k is None else check_number("k", k, ge=0)
-
-    def _identity(self) -> dict[str, Any]:
-        return {"gamma": self.gamma, "k": self.k, "interval": self.interval}
 
     @override
     def scheduled_lr(self, base_lr: float, optimizer_idx: int, group_idx: int, n_groups: int) -> float:
@@ -111,13 +139,12 @@ class CosineAnnealing(_ClosedFormSchedule):
         CosineAnnealing(T_max=50, eta_min=0.001, interval='epoch')
     """
 
+    IDENTITY = ("T_max", "eta_min", "interval")
+
     def __init__(self, T_max: int, eta_min: float = 0.0, interval: Interval = "epoch") -> None:
         super().__init__(interval)
         self.T_max = check_number("T_max", T_max, ge=1, integer=True)
         self.eta_min = check_number("eta_min", eta_min)
-
-    def _identity(self) -> dict[str, Any]:
-        return {"T_max": self.T_max, "eta_min": self.eta_min, "interval": self.interval}
 
     @override
     def scheduled_lr(self, base_lr: float, optimizer_idx: int, group_idx: int, n_groups: int) -> float:
@@ -146,15 +173,14 @@ class CosineWarmRestarts(_ClosedFormSchedule):
         CosineWarmRestarts(T_0=10, T_mult=2, eta_min=0.001, interval='epoch')
     """
 
+    IDENTITY = ("T_0", "T_mult", "eta_min", "interval")
+
     def __init__(self, T_0: int, T_mult: int = 1, eta_min: float = 0.0, interval: Interval = "epoch") -> None:
         super().__init__(interval)
         self.T_0 = check_number("T_0", T_0, ge=1, integer=True)
         self.T_mult = check_number("T_mult", T_mult, ge=1, integer=True)
         self.eta_min = check_number("eta_min", eta_min)
         self._steps_per_epoch = 0
-
-    def _identity(self) -> dict[str, Any]:
-        return {"T_0": self.T_0, "T_mult": self.T_mult, "eta_min": self.eta_min, "interval": self.interval}
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -174,7 +200,7 @@ class CosineWarmRestarts(_ClosedFormSchedule):
         return trainer.current_epoch + (batch_idx // trainer.accumulate_grad_batches) / steps_per_epoch
 
     @override
-    def _time_of_step(self, step: int, steps_per_epoch: int) -> float:
+    def time_of_step(self, step: int, steps_per_epoch: int) -> float:
         if self.interval == "epoch":
             return float(step // steps_per_epoch)
         return step // steps_per_epoch + (step % steps_per_epoch) / steps_per_epoch
@@ -205,11 +231,14 @@ class CyclicLR(_ClosedFormSchedule):
     Example::
 
         >>> from lr_callbacks import CyclicLR
-        >>> CyclicLR(base_lr=1e-3, max_lr=0.1, step_size_up=10)
-        CyclicLR(base_lr=0.001, max_lr=0.1, step_size_up=10, step_size_down=None, mode='triangular', gamma=1.0, interval='step')
+        >>> CyclicLR(base_lr=1e-3, max_lr=0.1, step_size_up=10)  # doctest: +NORMALIZE_WHITESPACE
+        CyclicLR(base_lr=0.001, max_lr=0.1, step_size_up=10, step_size_down=None, mode='triangular', gamma=1.0,
+                 interval='step')
     """
 
     MODES = schedules.CYCLIC_MODES
+
+    IDENTITY = ("base_lr", "max_lr", "step_size_up", "step_size_down", "mode", "gamma", "interval")
 
     def __init__(
         self,
@@ -238,17 +267,6 @@ class CyclicLR(_ClosedFormSchedule):
         self.gamma = check_number("gamma", gamma, gt=0, le=1)
         self._bounds: dict[int, tuple[list[float], list[float]]] = {}  # per number of groups
 
-    def _identity(self) -> dict[str, Any]:
-        return {
-            "base_lr": self.base_lr,
-            "max_lr": self.max_lr,
-            "step_size_up": self.step_size_up,
-            "step_size_down": self.step_size_down,
-            "mode": self.mode,
-            "gamma": self.gamma,
-            "interval": self.interval,
-        }
-
     @override
     def scheduled_lr(self, base_lr: float, optimizer_idx: int, group_idx: int, n_groups: int) -> float:
         bounds = self._bounds.get(n_groups)
@@ -261,7 +279,7 @@ class CyclicLR(_ClosedFormSchedule):
         return schedules.cyclic(self._t, lo, hi, self.step_size_up, self.step_size_down, self.mode, self.gamma)
 
 
-class OneCycle(_ClosedFormSchedule):
+class OneCycle(_RunLengthSchedule):
     """The 1cycle policy: warm up to ``max_lr``, then anneal to ``max_lr / div_factor / final_div_factor``.
 
     Matches ``torch.optim.lr_scheduler.OneCycleLR(cycle_momentum=False)``.
@@ -285,11 +303,23 @@ class OneCycle(_ClosedFormSchedule):
     Example::
 
         >>> from lr_callbacks import OneCycle
-        >>> OneCycle(max_lr=0.1, total_steps=1000)
-        OneCycle(max_lr=0.1, total_steps=1000, pct_start=0.3, anneal_strategy='cos', div_factor=25.0, final_div_factor=10000.0, three_phase=False, interval='step')
+        >>> OneCycle(max_lr=0.1, total_steps=1000)  # doctest: +NORMALIZE_WHITESPACE
+        OneCycle(max_lr=0.1, total_steps=1000, pct_start=0.3, anneal_strategy='cos', div_factor=25.0,
+                 final_div_factor=10000.0, three_phase=False, interval='step')
     """
 
     ANNEAL_STRATEGIES = schedules.ANNEAL_STRATEGIES
+
+    IDENTITY = (
+        "max_lr",
+        "total_steps",
+        "pct_start",
+        "anneal_strategy",
+        "div_factor",
+        "final_div_factor",
+        "three_phase",
+        "interval",
+    )
 
     def __init__(
         self,
@@ -316,38 +346,10 @@ class OneCycle(_ClosedFormSchedule):
         self._total = self.total_steps
         self._peaks: dict[int, list[float]] = {}  # per number of groups
         if self.total_steps is not None:
-            self._check_warmup(self.total_steps)
-
-    def _identity(self) -> dict[str, Any]:
-        return {
-            "max_lr": self.max_lr,
-            "total_steps": self.total_steps,
-            "pct_start": self.pct_start,
-            "anneal_strategy": self.anneal_strategy,
-            "div_factor": self.div_factor,
-            "final_div_factor": self.final_div_factor,
-            "three_phase": self.three_phase,
-            "interval": self.interval,
-        }
+            self._check_length(self.total_steps)
 
     @override
-    def _prepare(self, trainer: pl.Trainer) -> None:
-        if self.total_steps is None:
-            self._set_run_length(trainer.estimated_stepping_batches, trainer.max_epochs)
-
-    @override
-    def _set_run_length(self, steps: float, epochs: float) -> None:
-        if self.total_steps is None:
-            estimate = steps if self.interval == "step" else epochs
-            if estimate is None or estimate == float("inf") or estimate < 2:
-                raise ValueError(
-                    f"`total_steps=None` needs a finite length of at least 2 {self.interval}s from the trainer "
-                    f"(got {estimate!r}); set `total_steps` or the trainer's `max_epochs`/`max_steps`."
-                )
-            self._total = int(estimate)
-            self._check_warmup(self._total)
-
-    def _check_warmup(self, total: int) -> None:
+    def _check_length(self, total: int) -> None:
         if self.pct_start * total <= 1:
             raise ValueError(
                 f"`pct_start`={self.pct_start} of {total} {self.interval}s leaves no warm-up phase; "
@@ -363,15 +365,89 @@ class OneCycle(_ClosedFormSchedule):
             if peaks is None:
                 peaks = self._peaks[n_groups] = per_group("max_lr", self.max_lr, n_groups)
             peak = peaks[group_idx]
-        if self._total is None:
-            raise RuntimeError("OneCycle(total_steps=None) learns its length when training starts; none yet.")
         return schedules.one_cycle(
             self._t,
             peak,
-            self._total,
+            self._length(),
             self.pct_start,
             self.anneal_strategy,
             self.div_factor,
             self.final_div_factor,
             self.three_phase,
+        )
+
+
+class WarmupStableDecay(_RunLengthSchedule):
+    """Warmup-stable-decay (WSD): a linear warmup, a stable phase at the base LR, then a decay to ``eta_min``.
+
+    Over ``total_steps``: the LR ramps from ``start_factor * base`` up to the base over ``warmup_steps``, holds the
+    base, and decays over the last ``decay_steps`` with the chosen ``shape`` (linear, cosine or 1-sqrt); from
+    ``total_steps`` on it holds ``eta_min``. The closed form is
+    :func:`~lr_callbacks.schedules.functions.warmup_stable_decay`. The stable phase lets a run be extended or
+    branched into decays of different lengths; the peak LR is each group's base LR (an :class:`~lr_callbacks.LRFinder`
+    suggestion, say).
+
+    Args:
+        warmup_steps: Length of the warmup, ``>= 0``, in units of ``interval``.
+        decay_steps: Length of the decay, ``>= 1``.
+        total_steps: Length of the whole schedule, ``>= warmup_steps + decay_steps``; ``None`` means the run's
+            length, read when training starts (``estimated_stepping_batches`` or ``max_epochs``).
+        start_factor: The LR at ``t = 0`` as a fraction of the base, in ``[0, 1]``.
+        eta_min: The LR at the end of the decay.
+        shape: The decay's shape, one of :attr:`SHAPES`.
+        interval: ``"step"`` or ``"epoch"``.
+
+    Raises:
+        ValueError: For an unknown ``shape``, out-of-range numbers, or phases longer than ``total_steps``.
+
+    Example:
+        >>> from lr_callbacks import WarmupStableDecay
+        >>> WarmupStableDecay(warmup_steps=100, decay_steps=200, shape="1-sqrt")  # doctest: +NORMALIZE_WHITESPACE
+        WarmupStableDecay(warmup_steps=100, decay_steps=200, total_steps=None, start_factor=0.0, eta_min=0.0,
+                          shape='1-sqrt', interval='step')
+    """
+
+    SHAPES = schedules.DECAY_SHAPES
+    IDENTITY = ("warmup_steps", "decay_steps", "total_steps", "start_factor", "eta_min", "shape", "interval")
+
+    def __init__(
+        self,
+        warmup_steps: int,
+        decay_steps: int,
+        total_steps: int | None = None,
+        start_factor: float = 0.0,
+        eta_min: float = 0.0,
+        shape: DecayShape = "linear",
+        interval: Interval = "step",
+    ) -> None:
+        super().__init__(interval)
+        self.warmup_steps = check_number("warmup_steps", warmup_steps, ge=0, integer=True)
+        self.decay_steps = check_number("decay_steps", decay_steps, ge=1, integer=True)
+        self.total_steps = None if total_steps is None else check_number("total_steps", total_steps, ge=1, integer=True)
+        self.start_factor = float(check_number("start_factor", start_factor, ge=0, le=1))
+        self.eta_min = check_number("eta_min", eta_min)
+        self.shape = check_choice("shape", shape, self.SHAPES)
+        self._total = self.total_steps
+        if self.total_steps is not None:
+            self._check_length(self.total_steps)
+
+    @override
+    def _check_length(self, total: int) -> None:
+        if self.warmup_steps + self.decay_steps > total:
+            raise ValueError(
+                f"`warmup_steps` + `decay_steps` = {self.warmup_steps} + {self.decay_steps} must be at most the "
+                f"schedule's length, {total} {self.interval}s; shorten them or lengthen `total_steps` (or the run)."
+            )
+
+    @override
+    def scheduled_lr(self, base_lr: float, optimizer_idx: int, group_idx: int, n_groups: int) -> float:
+        return schedules.warmup_stable_decay(
+            self._t,
+            base_lr,
+            self.warmup_steps,
+            self.decay_steps,
+            self._length(),
+            self.start_factor,
+            self.eta_min,
+            self.shape,
         )

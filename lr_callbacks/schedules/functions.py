@@ -20,7 +20,8 @@ def exponential_decay(t: float, base: float, gamma: float | None = None, k: floa
     """``base * gamma ** t`` (torch ``ExponentialLR``), or the continuous form ``base * exp(-k t)``."""
     if gamma is not None:
         return base * gamma**t
-    assert k is not None
+    if k is None:
+        raise ValueError("Give one of `gamma` and `k`.")
     return base * math.exp(-k * t)
 
 
@@ -132,3 +133,44 @@ def one_cycle(
         # torch's `_annealing_cos`, operand for operand.
         return end_lr + (start_lr - end_lr) / 2.0 * (math.cos(math.pi * pct) + 1)
     return (end_lr - start_lr) * pct + start_lr
+
+
+DecayShape = Literal["linear", "cosine", "1-sqrt"]
+DECAY_SHAPES: tuple[str, ...] = get_args(DecayShape)
+
+
+def warmup_stable_decay(
+    t: float,
+    base: float,
+    warmup: int,
+    decay: int,
+    total: int,
+    start_factor: float = 0.0,
+    eta_min: float = 0.0,
+    shape: str = "linear",
+) -> float:
+    """Warmup-stable-decay: a linear warmup over ``warmup``, the base LR, then a decay to ``eta_min`` over the
+    last ``decay`` of ``total``; ``eta_min`` holds from ``total`` on.
+
+    With ``p`` the fraction of the decay done, the LR is ``eta_min + (base - eta_min) * f(p)``, where ``f(p)`` is
+    ``1 - p`` (``"linear"``), ``(1 + cos(pi p)) / 2`` (``"cosine"``) or ``1 - sqrt(p)`` (``"1-sqrt"``).
+
+    Example:
+        >>> [round(warmup_stable_decay(t, 1.0, warmup=2, decay=4, total=10, shape="1-sqrt"), 3) for t in range(11)]
+        [0.0, 0.5, 1.0, 1.0, 1.0, 1.0, 1.0, 0.5, 0.293, 0.134, 0.0]
+    """
+    if t < warmup:
+        return base * (start_factor + (1.0 - start_factor) * t / warmup)
+    decay_start = total - decay
+    if t < decay_start:
+        return base
+    if t >= total:
+        return eta_min
+    p = (t - decay_start) / decay
+    if shape == "linear":
+        f = 1.0 - p
+    elif shape == "cosine":
+        f = 0.5 * (1.0 + math.cos(math.pi * p))
+    else:
+        f = 1.0 - math.sqrt(p)
+    return eta_min + (base - eta_min) * f

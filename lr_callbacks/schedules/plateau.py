@@ -54,12 +54,14 @@ class ReduceOnPlateau(Schedule):
 
         >>> from lr_callbacks import ReduceOnPlateau
         >>> ReduceOnPlateau(monitor="val_loss", factor=0.5, patience=5)
-        ReduceOnPlateau(monitor='val_loss', mode='min', factor=0.5, patience=5)
+        ReduceOnPlateau(monitor='val_loss', mode='min', interval='epoch')
     """
 
     MODES: tuple[str, ...] = get_args(Mode)
     THRESHOLD_MODES: tuple[str, ...] = get_args(ThresholdMode)
     _time_driven = False
+
+    IDENTITY = ("monitor", "mode", "interval")
 
     def __init__(
         self,
@@ -95,16 +97,6 @@ class ReduceOnPlateau(Schedule):
         self.lrs: list[list[float]] | None = None
         self._last_step = 0
 
-    def __repr__(self) -> str:
-        return (
-            f"ReduceOnPlateau(monitor={self.monitor!r}, mode={self.mode!r}, factor={self.factor}, "
-            f"patience={self.patience})"
-        )
-
-    @override
-    def _identity(self) -> dict[str, Any]:
-        return {"monitor": self.monitor, "mode": self.mode, "interval": self.interval}
-
     def is_better(self, current: float) -> bool:
         if self.mode == "min":
             bound = self.best * (1.0 - self.threshold) if self.threshold_mode == "rel" else self.best - self.threshold
@@ -129,7 +121,10 @@ class ReduceOnPlateau(Schedule):
         return False
 
     def _reduce(self, bases: Sequence[Sequence[float]]) -> None:
-        """Multiply every group's LR by ``factor`` (floored at ``min_lr``); the first reduction starts from ``bases``."""
+        """Multiply every group's LR by ``factor`` (floored at ``min_lr``).
+
+        The first reduction starts from ``bases``.
+        """
         if self.lrs is None:
             self.lrs = [list(row) for row in bases]
         for lrs in self.lrs:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 import lightning.pytorch as pl
 import torch
@@ -54,8 +54,8 @@ class SpikeAdaptiveLR(Modifier):
     rollback copy refreshed every ``snapshot_every`` calm steps. ``detector="zscore"``
     (:class:`~lr_callbacks.spike.detectors.ZScoreDetector`: ``z_threshold`` standard deviations above an EMA of
     the loss) is the earlier step rule, for losses that can be ``<= 0``. The values, in :attr:`STEP_DEFAULTS`
-    and :attr:`DETECTOR_DEFAULTS`, were chosen on the development seeds of ``lr-benchmark spikes`` (see the
-    README for when to pick which reaction). Any of them can be set explicitly, with either interval.
+    and :attr:`DETECTOR_DEFAULTS`, were chosen on the development seeds of ``lr-benchmark spikes`` (see
+    ``docs/spikes.md`` for when to pick which reaction). Any of them can be set explicitly, with either interval.
 
     **Reactions** (``reactions``, combinable):
 
@@ -162,7 +162,7 @@ class SpikeAdaptiveLR(Modifier):
 
         >>> from lr_callbacks import SpikeAdaptiveLR
         >>> SpikeAdaptiveLR(threshold=1.1, decay="sqrt")
-        SpikeAdaptiveLR(monitor=None, threshold=1.1, decay='sqrt', min_lr=1e-06, interval='epoch')
+        SpikeAdaptiveLR(monitor=None, threshold=1.1, decay='sqrt', interval='epoch')
         >>> guard = SpikeAdaptiveLR(interval="step")
         >>> guard.detector_name, guard.tail, guard.z_threshold, guard.ema, guard.warmup
         ('tail', 2.5, 3.0, 0.95, 50)
@@ -183,6 +183,8 @@ class SpikeAdaptiveLR(Modifier):
         "zscore": {"z_threshold": 6.0, "ema": 0.95, "warmup": 50},
         "tail": {"tail": 2.5, "z_threshold": 3.0, "ema": 0.95, "warmup": 50},
     }
+
+    IDENTITY = ("monitor", "threshold", "decay", "interval")
 
     def __init__(
         self,
@@ -226,7 +228,8 @@ class SpikeAdaptiveLR(Modifier):
             for arg, value in (("z_threshold", z_threshold), ("warmup", warmup), ("tail", tail)):
                 if value is not None:
                     raise ValueError(
-                        f"`{arg}` applies to the step detectors ('zscore', 'tail') only, got {arg}={value!r} with 'ratio'."
+                        f"`{arg}` applies to the step detectors ('zscore', 'tail') only, "
+                        f"got {arg}={value!r} with 'ratio'."
                     )
             self.ema = 0.0 if ema is None else check_number("ema", ema, ge=0, lt=1)
         else:
@@ -328,24 +331,11 @@ class SpikeAdaptiveLR(Modifier):
     def _make_detector(self) -> SpikeDetector:
         if self.detector_name == "ratio":
             return RatioDetector(self.threshold, self.ema)
-        assert self.z_threshold is not None
-        assert self.warmup is not None
+        # set in __init__ whenever the detector is not "ratio"
+        z, warmup = cast(float, self.z_threshold), cast(int, self.warmup)
         if self.detector_name == "tail":
-            assert self.tail is not None
-            return TailDetector(
-                tail=self.tail, z=self.z_threshold, threshold=self.threshold, ema=self.ema, warmup=self.warmup
-            )
-        return ZScoreDetector(self.z_threshold, self.threshold, self.ema, self.warmup)
-
-    def __repr__(self) -> str:
-        return (
-            f"SpikeAdaptiveLR(monitor={self.monitor!r}, threshold={self.threshold}, decay={self.decay!r}, "
-            f"min_lr={self.min_lr}, interval={self.interval!r})"
-        )
-
-    @override
-    def _identity(self) -> dict[str, Any]:
-        return {"monitor": self.monitor, "threshold": self.threshold, "decay": self.decay, "interval": self.interval}
+            return TailDetector(tail=cast(float, self.tail), z=z, threshold=self.threshold, ema=self.ema, warmup=warmup)
+        return ZScoreDetector(z, self.threshold, self.ema, warmup)
 
     @property
     def baseline(self) -> float | None:
@@ -697,9 +687,8 @@ class SpikeAdaptiveLR(Modifier):
 
     def _read_back(self, trainer: pl.Trainer) -> None:
         """Read the pending device decisions back (one host read) and let the host bookkeeping catch up."""
-        if not self._slots:
+        if not self._slots or self._flags is None:
             return
-        assert self._flags is not None
         flags, values, suspects = self._flags[:, : len(self._slots)].tolist()
         changed = False
         for slot, flag, value, suspect in zip(self._slots, flags, values, suspects):

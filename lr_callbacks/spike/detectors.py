@@ -287,10 +287,11 @@ class TailDetector(SpikeDetector):
 
     A calm step (``r <= 1``) may raise the record. A step above the record that is not a spike (a lone natural
     extreme) is :attr:`suspect`, and raises the record too once the CUSUM has drained back to 0 with no spike;
-    an excursion that ends in a spike teaches nothing, and neither does a spike. The mean and scale learn from ``min(d, b)``. A value
-    ``<= 0`` has no logarithm: it is neither a spike nor learned (use :class:`ZScoreDetector` for losses that
-    can be negative); a non-finite value is always a spike. ``n`` counts the positive finite values; the first
-    ``warmup`` of them feed the mean and scale but neither the record nor a decision.
+    an excursion that ends in a spike teaches nothing, and neither does a spike. The mean and scale learn from
+    ``min(d, b)``. A value ``<= 0`` has no logarithm: it is neither a spike nor learned (use
+    :class:`ZScoreDetector` for losses that can be negative); a non-finite value is always a spike. ``n`` counts
+    the positive finite values; the first ``warmup`` of them feed the mean and scale but neither the record nor a
+    decision.
 
     Args:
         tail: How many times the bar a single step's excess must reach, ``> 1``.

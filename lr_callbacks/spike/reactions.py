@@ -253,8 +253,12 @@ class SpikeRecord:
 
     @property
     def steps_path(self) -> str:
-        assert self.path is not None
-        return self.path[: -len(".json")] + "_steps.json"
+        return self._path()[: -len(".json")] + "_steps.json"
+
+    def _path(self) -> str:
+        if self.path is None:
+            raise RuntimeError("SpikeRecord has no file yet: it is chosen at fit start (`resolve`).")
+        return self.path
 
     def add(self, entry: dict[str, Any], batches: list[int], write: bool) -> None:
         self.entries.append(entry)
@@ -263,9 +267,9 @@ class SpikeRecord:
             self.write()
 
     def write(self) -> None:
-        assert self.path is not None
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        with open(self.path, "w") as f:
+        path = self._path()
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "w") as f:
             json.dump(self.bad_batches, f, indent=4)
         with open(self.steps_path, "w") as f:
             json.dump(self.entries, f, indent=4)

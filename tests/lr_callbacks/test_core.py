@@ -28,6 +28,7 @@ from lr_callbacks import (
     SignAlternation,
     StepDecay,
     Warmup,
+    WarmupStableDecay,
 )
 from lr_callbacks.core import LRPlan, compute_lrs
 from tests.helpers.tiny import LRRecorder, TinyRegression, loader, tiny_trainer
@@ -176,6 +177,11 @@ BAD_ARGS = [
     (ReduceOnPlateau, {"monitor": "val_loss", "threshold_mode": "pct"}, "threshold_mode"),
     (ReduceOnPlateau, {"monitor": "val_loss", "min_lr": -1e-3}, "min_lr"),
     (ReduceOnPlateau, {"monitor": ""}, "monitor"),
+    (WarmupStableDecay, {"warmup_steps": -1, "decay_steps": 5}, "warmup_steps"),
+    (WarmupStableDecay, {"warmup_steps": 2, "decay_steps": 0}, "decay_steps"),
+    (WarmupStableDecay, {"warmup_steps": 2, "decay_steps": 5, "start_factor": 1.5}, "start_factor"),
+    (WarmupStableDecay, {"warmup_steps": 2, "decay_steps": 5, "shape": "sqrt"}, "shape"),
+    (WarmupStableDecay, {"warmup_steps": 2, "decay_steps": 5, "total_steps": 6}, "`warmup_steps` \\+ `decay_steps`"),
 ]
 
 
@@ -188,6 +194,12 @@ def test_bad_arguments_name_the_argument(cls: type, kwargs: dict, name: str) -> 
 def test_bad_choice_lists_what_is_allowed() -> None:
     with pytest.raises(ValueError, match=r"`mode` must be one of \['triangular', 'triangular2', 'exp_range'\]"):
         CyclicLR(0.01, 0.1, 5, mode="sawtooth")
+
+
+def test_warmup_stable_decay_refuses_a_run_shorter_than_its_phases() -> None:
+    """total_steps=None: the run (4 epochs of 8 steps) is too short for 20 + 20 steps."""
+    with pytest.raises(ValueError, match=r"`warmup_steps` \+ `decay_steps` = 20 \+ 20 must be at most .* 32 steps"):
+        _fit([WarmupStableDecay(20, 20)], max_epochs=4)
 
 
 def test_one_cycle_needs_a_finite_length() -> None:
@@ -246,7 +258,7 @@ def _replay(callbacks: list, n_steps: int, steps_per_epoch: int, bases: tuple) -
     rows = []
     for k in range(n_steps):
         for c in callbacks:
-            c._set_time(c._time_of_step(k, steps_per_epoch))
+            c.set_time(c.time_of_step(k, steps_per_epoch))
         (row,) = compute_lrs([list(bases)], schedule, modifiers)
         rows.append(row)
     return rows
@@ -281,7 +293,7 @@ def test_compute_lrs_replays_a_trainer_run_to_the_bit(case: str, accumulate: int
 def test_compute_lrs_is_independent_of_the_modifier_order() -> None:
     warmup, sign = Warmup(7, start_factor=0.1), SignAlternation(negative_scale=0.3)
     for c in (warmup, sign):
-        c._set_time(3.0)
+        c.set_time(3.0)
     bases = [[0.1, 0.03], [0.7]]
     assert compute_lrs(bases, None, [warmup, sign]) == compute_lrs(bases, None, [sign, warmup])
     assert compute_lrs(bases, None, [warmup, sign])[1][0] == pytest.approx(0.7 * (0.1 + 0.9 * 3 / 7) * -0.3)
@@ -310,8 +322,60 @@ def test_a_fitted_callback_pickles_without_the_trainer_plan() -> None:
     callback = CosineAnnealing(T_max=10, interval="step")
     _fit([callback, Warmup(3)])
     assert callback._plan is not None
-    clone = pickle.loads(pickle.dumps(callback))
+    clone = pickle.loads(pickle.dumps(callback))  # noqa: S301 - round-trips a pickle this test just made
     assert clone._plan is None
     assert clone._t == callback._t
     recorder, _ = _fit([clone])
     assert recorder.lrs == _fit([CosineAnnealing(T_max=10, interval="step")])[0].lrs
+
+
+def test_repr_and_state_key_come_from_the_identity_arguments() -> None:
+    """Every public callback names its identity arguments once (``IDENTITY``): each is a constructor argument kept
+    as an attribute of that name, and ``repr`` evaluates back to an equal callback."""
+    import inspect
+
+    import lr_callbacks
+
+    examples = {
+        "StepDecay": {"step_size": 3}, "CosineAnnealing": {"T_max": 5}, "CosineWarmRestarts": {"T_0": 2},
+        "CyclicLR": {"base_lr": 0.01, "max_lr": 0.1, "step_size_up": 2}, "OneCycle": {"max_lr": 0.1},
+        "ExponentialDecay": {"gamma": 0.9}, "ReduceOnPlateau": {"monitor": "loss"},
+        "WarmupStableDecay": {"warmup_steps": 2, "decay_steps": 3}, "Warmup": {"duration": 4},
+    }  # fmt: skip
+    checked = 0
+    for name in lr_callbacks.__all__:
+        cls = getattr(lr_callbacks, name)
+        if name in ("LRContributor", "Modifier", "Schedule", "TimeModifier"):
+            continue  # the base classes
+        if not (inspect.isclass(cls) and getattr(cls, "IDENTITY", None)):
+            continue
+        params = inspect.signature(cls).parameters
+        assert set(cls.IDENTITY) <= set(params), (name, set(cls.IDENTITY) - set(params))
+        callback = cls(**examples.get(name, {}))
+        text = repr(callback)
+        assert text == f"{name}(" + ", ".join(f"{k}={getattr(callback, k)!r}" for k in cls.IDENTITY) + ")"
+        again = eval(text, vars(lr_callbacks))  # noqa: S307  (our own repr, evaluated back)
+        assert again.state_key == callback.state_key
+        assert callback.state_key == f"{name}{dict(callback._identity())!r}"
+        checked += 1
+    assert checked == 12
+
+
+def test_state_keys_are_those_of_earlier_versions() -> None:
+    """Checkpoints written before the identity was declared once still find their callbacks' state."""
+    assert StepDecay(3).state_key == "StepDecay{'step_size': 3, 'gamma': 0.1, 'interval': 'epoch'}"
+    assert Warmup(4).state_key == "Warmup{'duration': 4, 'start_factor': 0.0, 'interval': 'step', 'shape': 'linear'}"
+    assert (
+        SignAlternation().state_key
+        == "SignAlternation{'pattern': 'alternate', 'period': 1, 'negative_scale': 1.0, 'interval': 'epoch'}"
+    )
+
+
+def test_warmup_stable_decay_holds_eta_min_after_total_steps() -> None:
+    recorder, _ = _fit([WarmupStableDecay(1, 2, total_steps=4, eta_min=1e-3, interval="step")], max_epochs=2)
+    n = len(recorder.lrs)
+    assert n > 4
+    assert recorder.lrs[4:] == [[1e-3, 1e-3]] * (n - 4)
+    # warmup at t=0, the base at t=1 and t=2 (the decay starts at 4 - 2), half-way down at t=3
+    halfway = [1e-3 + (0.1 - 1e-3) / 2, 1e-3 + (0.03 - 1e-3) / 2]
+    assert recorder.lrs[:4] == [[0.0, 0.0], [0.1, 0.03], [0.1, 0.03], halfway]

@@ -26,7 +26,7 @@ from lightning.pytorch.cli import LightningCLI
 from torch.optim import lr_scheduler as torch_sched
 
 import lr_callbacks
-from lr_callbacks import LRContributor, LRFinder, Modifier, Schedule
+from lr_callbacks import LRContributor, LRFinder, Modifier, Schedule, TimeModifier
 from lr_callbacks.finder.curve import sweep_lrs
 from tests.helpers.lr_cases import Case, assert_lrs_close
 from tests.helpers.tiny import LRRecorder, TinyRegression, loader
@@ -156,6 +156,15 @@ CLI_CASES: dict[str, CLICase] = {
         {"monitor": "scripted", "mode": "max", "factor": 0.5, "patience": 0, "min_lr": [0.03, 0.001]},
         _plateau_reference,
     ),
+    "WarmupStableDecay": CLICase(  # total_steps=None: the trainer's length, and a Literal shape
+        {"warmup_steps": 2, "decay_steps": 4, "start_factor": 0.5, "shape": "1-sqrt"},
+        _torch(
+            lambda o, b, n: torch_sched.LambdaLR(
+                o, lambda k: 0.5 + k / 4 if k < 2 else 1.0 if k < n - 4 else 1 - ((k - n + 4) / 4) ** 0.5
+            ),
+            "step",
+        ),
+    ),  # fmt: skip
     "Warmup": CLICase(
         {"duration": 5, "start_factor": 0.25, "shape": "linear"},
         _torch(lambda o, b, n: torch_sched.LinearLR(o, start_factor=0.25, total_iters=5), "step"),
@@ -170,7 +179,7 @@ CLI_CASES: dict[str, CLICase] = {
 }
 
 #: the base classes, exported for users who write their own contributors
-BASE_CLASSES = (LRContributor, Schedule, Modifier)
+BASE_CLASSES = (LRContributor, Schedule, Modifier, TimeModifier)
 PUBLIC_CALLBACKS = sorted(
     name
     for name in lr_callbacks.__all__

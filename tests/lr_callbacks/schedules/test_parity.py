@@ -18,6 +18,7 @@ from lr_callbacks import (
     OneCycle,
     ReduceOnPlateau,
     StepDecay,
+    WarmupStableDecay,
 )
 from lr_callbacks.schedules import functions as schedules
 from tests.helpers.lr_cases import torch_lrs
@@ -47,6 +48,29 @@ def _assert_close(got: list[list[float]], want: list[list[float]]) -> None:
     for k, (g_row, w_row) in enumerate(zip(got, want)):
         for g, w in zip(g_row, w_row):
             assert g == pytest.approx(w, rel=REL, abs=1e-15), f"step {k}: {g_row} != {w_row}"
+
+
+def _wsd_lengths(interval: str) -> tuple[int, int]:
+    """WarmupStableDecay's (warmup, decay) in a run of 4 epochs of 8 steps."""
+    return (1, 2) if interval == "epoch" else (6, 12)
+
+
+def _torch_wsd(optimizer: torch.optim.Optimizer, total: int, shape: str) -> Any:
+    """Warmup-stable-decay from torch's own schedulers: ``SequentialLR`` of ``LinearLR``, ``ConstantLR`` and the
+    decay (``CosineAnnealingLR``, or ``LambdaLR`` for the linear and 1-sqrt shapes), ``start_factor=0.1`` and
+    ``eta_min=1e-3``."""
+    warmup, decay = _wsd_lengths("epoch" if total == EPOCHS else "step")
+    bases = [g["lr"] for g in optimizer.param_groups]
+    if shape == "cosine":
+        last = torch_sched.CosineAnnealingLR(optimizer, T_max=decay, eta_min=1e-3)
+    else:
+        fraction = (lambda k: 1 - k / decay) if shape == "linear" else (lambda k: 1 - math.sqrt(k / decay))
+        last = torch_sched.LambdaLR(optimizer, [lambda k, b=b: (1e-3 + (b - 1e-3) * fraction(k)) / b for b in bases])
+    for group, base in zip(optimizer.param_groups, bases):
+        group["lr"] = base
+    ramp = torch_sched.LinearLR(optimizer, start_factor=0.1, total_iters=warmup)
+    hold = torch_sched.ConstantLR(optimizer, factor=1.0, total_iters=0)
+    return torch_sched.SequentialLR(optimizer, [ramp, hold, last], milestones=[warmup, total - decay])
 
 
 CASES = [
@@ -105,6 +129,16 @@ CASES = [
         lambda o, n: torch_sched.OneCycleLR(
             o, 0.2, total_steps=40, pct_start=0.25, anneal_strategy="linear", three_phase=True, cycle_momentum=False
         ),
+    ),
+    *(
+        (
+            f"wsd-{shape}",
+            lambda i, shape=shape: WarmupStableDecay(
+                *_wsd_lengths(i), start_factor=0.1, eta_min=1e-3, shape=shape, interval=i
+            ),
+            lambda o, n, shape=shape: _torch_wsd(o, n, shape),
+        )
+        for shape in ("linear", "cosine", "1-sqrt")
     ),
 ]
 
