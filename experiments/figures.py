@@ -67,13 +67,13 @@ def set_yscale(ax: Axes, values: Iterable[float]) -> str:
     return scale
 
 
-def sign_flips(values: Sequence[float]) -> int:
+def sign_flips(values: Iterable[float]) -> int:
     """How often consecutive finite values change sign (zeros skipped)."""
     signs = [math.copysign(1.0, v) for v in values if math.isfinite(v) and v != 0]
     return sum(a != b for a, b in zip(signs, signs[1:]))
 
 
-def first_nonfinite(values: Sequence[float]) -> int | None:
+def first_nonfinite(values: Iterable[float]) -> int | None:
     """Index of the first NaN or infinite value, or ``None``."""
     return next((i for i, v in enumerate(values) if not math.isfinite(v)), None)
 
@@ -87,7 +87,11 @@ def mark_diverged(ax: Axes, x: float, color: Any, text: str = DIVERGED) -> None:
 
 
 def plot_series(
-    ax: Axes, values: Sequence[float], x: Sequence[float] | None = None, label: str | None = None, **style: Any
+    ax: Axes,
+    values: Sequence[float] | np.ndarray,
+    x: Sequence[float] | np.ndarray | None = None,
+    label: str | None = None,
+    **style: Any,
 ) -> Line2D:
     """Plots one curve so that it stays visible.
 
@@ -153,7 +157,7 @@ def bar_chart(
     xs = np.arange(len(names))
     ax.bar(xs, [0.0 if math.isnan(h) else h for h in heights], color=colors, edgecolor="black")
     ax.set_xticks(xs, names)
-    for x, h in zip(xs, heights):
+    for x, h in zip(xs.tolist(), heights):
         if math.isnan(h):
             mark_diverged(ax, x, "red")
         else:

@@ -20,10 +20,10 @@ def _objects(cfg: DictConfig | None, group: str, kind: type, **kwargs: Any) -> l
     out = []
     for name, node in cfg.items():
         if not isinstance(node, DictConfig) or "_target_" not in node:
-            raise ValueError(f"`{group}.{name}` must be an object config with a `_target_`, got {node!r}.")
+            raise ValueError(f"`{group}.{name!s}` must be an object config with a `_target_`, got {node!r}.")
         obj = instantiate(node, **kwargs)
         if not isinstance(obj, kind):
-            raise TypeError(f"`{group}.{name}` built a {type(obj).__name__}, expected a {kind.__name__}.")
+            raise TypeError(f"`{group}.{name!s}` built a {type(obj).__name__}, expected a {kind.__name__}.")
         out.append(obj)
     return out
 

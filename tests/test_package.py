@@ -96,7 +96,8 @@ def test_the_wheel_holds_every_config(tmp_path: Path) -> None:
     (src / "conf" / "local").mkdir()
     (src / "conf" / "local" / "default.yaml").write_text("# @package _global_\nseed: 1\n")  # stays on the machine
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(src)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path),
+         str(src)],
         check=True, capture_output=True, timeout=300,
     )  # fmt: skip
     (wheel,) = tmp_path.glob("lr_callbacks-*.whl")

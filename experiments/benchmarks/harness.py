@@ -105,7 +105,9 @@ def housing_train_set() -> tuple[torch.Tensor, torch.Tensor]:
     """The scaled training split of the housing task."""
     dm = HousingDataModule(batch_size=BATCH_SIZE)
     dm.setup()
-    x, y = dm.train_set  # type: ignore[misc]
+    if dm.train_set is None:
+        raise RuntimeError("HousingDataModule.setup() left no training split")
+    x, y = dm.train_set
     return x, y
 
 

@@ -68,9 +68,9 @@ class HookTimer:
         return timed
 
     @property
-    def ns(self) -> int:
+    def ns(self) -> float:
         """Nanoseconds in the hooks, each call clipped at ``CLIP`` x the median call of its hook."""
-        total = 0
+        total: float = 0  # a median of an even number of calls can fall between two integers
         for durations in self.durations.values():
             if not durations:
                 continue  # a hook the fit never called (e.g. on_save_checkpoint without checkpoints)

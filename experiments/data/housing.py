@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import torch
 
 from experiments.data.base import InMemoryDataModule
+
+if TYPE_CHECKING:
+    import numpy as np
 
 DATA_HELP = (
     "California Housing is not available offline. Provide it by one of: "
@@ -16,7 +20,7 @@ DATA_HELP = (
 )
 
 
-def load_housing_arrays(data_home: str | None = None):  # -> tuple[np.ndarray, np.ndarray]
+def load_housing_arrays(data_home: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Returns ``(X, y)`` from ``sklearn.datasets.fetch_california_housing``.
 
     Args:

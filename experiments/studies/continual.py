@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from experiments.report import Section, Table, mean_std, num
+from experiments.report import Figure, Section, Table, mean_std, num
 from experiments.studies.base import (
     Study,
     by_row,
@@ -181,8 +181,9 @@ class ContinualStudy(Study):
             settings=[
                 "Data: class 0 ~ N(0.2, 0.1²), class 1 ~ N(0.8, 0.1²) i.i.d. in 784 dims; 1000 training and 200 "
                 "validation samples per class. Autoencoder 784 → 64 (ReLU) → 784 (sigmoid), MSE.",
-                f"Pretraining on class 0: full batch, SGD η = 0.5 with SignAlternation(alternate | negative | positive), "
-                f"{p['pretrain_epochs']} epochs. Adaptation on class 1: batch 32, SGD η = 0.1, {p['adapt_epochs']} epochs.",
+                "Pretraining on class 0: full batch, SGD η = 0.5 with "
+                f"SignAlternation(alternate | negative | positive), {p['pretrain_epochs']} epochs. "
+                f"Adaptation on class 1: batch 32, SGD η = 0.1, {p['adapt_epochs']} epochs.",
                 "The seed states neither sizes nor LRs (its script is not in the document); these are the harness's "
                 "choices, with pretraining long enough for positive-only pretraining to reach the class-0 noise "
                 "floor (std² = 0.01). At 100 pretraining epochs it is still at 0.093, barely below the untrained "
@@ -253,9 +254,10 @@ class ContinualStudy(Study):
         )
         if not math.isfinite(neg["epochs"]):
             text.append(
-                f"Negative-only pretraining pushes the sigmoid outputs into saturation (class-0 loss {num(neg['pre_A'])}), "
-                f"where the gradients vanish; adaptation does not get the class-1 loss below 0.02 within "
-                f"{p['adapt_epochs']} epochs, the opposite of the seed's 'adapts faster (~25 epochs)'."
+                "Negative-only pretraining pushes the sigmoid outputs into saturation "
+                f"(class-0 loss {num(neg['pre_A'])}), where the gradients vanish; adaptation does not get the "
+                f"class-1 loss below 0.02 within {p['adapt_epochs']} epochs, the opposite of the seed's "
+                "'adapts faster (~25 epochs)'."
             )
         ewc = [k for k in m if k.startswith("positive + EWC")]
         if ewc:
@@ -275,8 +277,8 @@ class ContinualStudy(Study):
         if spike:
             s = m[spike[0]]
             text.append(
-                f"SpikeAdaptiveLR in adaptation (start η = {p['spike_lr']:g}, halve after an epoch whose mean loss rose "
-                f"> 10%): {adapt(s)}, class-0 loss {num(s['loss_A'])} (forgetting {num(s['forget'])}), with "
+                f"SpikeAdaptiveLR in adaptation (start η = {p['spike_lr']:g}, halve after an epoch whose mean loss "
+                f"rose > 10%): {adapt(s)}, class-0 loss {num(s['loss_A'])} (forgetting {num(s['forget'])}), with "
                 f"{num(s.get('spikes', math.nan), 2)} spikes on average. A converging adaptation rarely raises its "
                 "epoch loss, so the rule mostly leaves the high starting LR alone and the speed-up comes from that LR"
                 + (
@@ -287,7 +289,7 @@ class ContinualStudy(Study):
             )
         return text
 
-    def _figure(self, rows: dict[str, list[RunResult]]):  # -> Figure
+    def _figure(self, rows: dict[str, list[RunResult]]) -> Figure:
         import matplotlib.pyplot as plt
         import numpy as np
 

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from experiments.report import Section, Table, num
+from experiments.report import Figure, Section, Table, num
 from experiments.studies.base import Study, by_row, commands, failures, verdict
 from experiments.studies.runner import Run, RunResult
 
@@ -180,11 +180,14 @@ class HousingStudy(Study):
             analysis=analysis,
             settings=[
                 "train_test_split(test_size=0.2, random_state=42), StandardScaler fitted on the training part; "
-                "Linear(8, 1), weights ~ N(0, 0.01²), bias 0; MSE; plain SGD, batch 32 (516 steps per epoch), reshuffled every epoch.",
-                f"Fixed: η = 0.01. Step decay: η = 0.01 × 0.5^⌊epoch/{p['step_size']}⌋ (StepDecay). Spike-adaptive: η starts "
-                "at 0.1; SpikeAdaptiveLR(threshold=1.1) multiplies it by 0.5 (halve) or √0.5 (sqrt) after an epoch whose "
-                "mean training loss exceeds 1.1× the previous epoch's, from the next epoch on, floor 1e-6.",
-                f"{p['epochs']} epochs, seed(s) {list(p['seeds'])} (data order; the seed's numpy RNG stream cannot be matched).",
+                "Linear(8, 1), weights ~ N(0, 0.01²), bias 0; MSE; plain SGD, batch 32 (516 steps per epoch), "
+                "reshuffled every epoch.",
+                f"Fixed: η = 0.01. Step decay: η = 0.01 × 0.5^⌊epoch/{p['step_size']}⌋ (StepDecay). "
+                "Spike-adaptive: η starts at 0.1; SpikeAdaptiveLR(threshold=1.1) multiplies it by 0.5 (halve) or "
+                "√0.5 (sqrt) after an epoch whose mean training loss exceeds 1.1× the previous epoch's, from the "
+                "next epoch on, floor 1e-6.",
+                f"{p['epochs']} epochs, seed(s) {list(p['seeds'])} (data order; the seed's numpy RNG stream cannot "
+                "be matched).",
                 f"Test RMSE agrees with the seed's own result when within ±{TOLERANCE}.",
             ],
             commands=commands([r.run for r in results]),
@@ -202,8 +205,8 @@ class HousingStudy(Study):
         if fixed and math.isfinite(fixed["rmse"]) and decayed:
             seed_gap = SEED_RMSE["fixed LR 0.01"] - OLS_RMSE
             text.append(
-                f"Against OLS, fixed η = 0.01 ends at {fixed['rmse'] - ols:+.4f} here and at {seed_gap:+.4f} in the seed's "
-                "run. At a constant η with batch 32 the last iterate keeps moving around the minimum with the "
+                f"Against OLS, fixed η = 0.01 ends at {fixed['rmse'] - ols:+.4f} here and at {seed_gap:+.4f} in the "
+                "seed's run. At a constant η with batch 32 the last iterate keeps moving around the minimum with the "
                 "gradient noise, so its test RMSE is a random draw of about that size on either side of the OLS value "
                 "(the test RMSE is not what OLS minimises, so a draw can land below it); the seed's 0.7608 and our "
                 "value are two such draws, and the verdict on this row says no more than that. The rows whose η "
@@ -218,9 +221,9 @@ class HousingStudy(Study):
                 f"{name}: the epoch loss peaks at {num(a['peak'], 3)} in epoch {a['peak_epoch']} "
                 + (
                     f"(the first epoch's is {num(a['first'], 3)}): at η = 0.1 mini-batch SGD diverges, although 0.1 is "
-                    "below the full-batch bound 2/λ_max ≈ 0.49 (tutorial section). Rows with extreme standardised features "
-                    "(average occupancy up to 107 standard deviations) give single batches a curvature far above the "
-                    "full-batch one, and each such batch multiplies the error along that feature. "
+                    "below the full-batch bound 2/λ_max ≈ 0.49 (tutorial section). Rows with extreme standardised "
+                    "features (average occupancy up to 107 standard deviations) give single batches a curvature far "
+                    "above the full-batch one, and each such batch multiplies the error along that feature. "
                     f"The rule then cuts η at every spike ({num(a['spikes'], 2)} spikes, final η {num(a['lr'], 3)}, "
                     f"next to the {num(batch_bound, 2)} at which a batch holding the most extreme row becomes stable) "
                     "and the weights walk back from the blow-up. "
@@ -265,7 +268,7 @@ class HousingStudy(Study):
             )
         return text
 
-    def _figure(self, rows: dict[str, list[RunResult]], window: int):  # -> Figure
+    def _figure(self, rows: dict[str, list[RunResult]], window: int) -> Figure:
         import matplotlib.pyplot as plt
 
         from experiments.figures import bar_chart, plot_series
@@ -299,5 +302,6 @@ class HousingStudy(Study):
         for ax in axes[1]:
             ax.tick_params(axis="x", labelsize=8)
         fig.tight_layout()
-        return self.figure(fig, "four_panel", "Seed 001's four panels: loss, LR (log scale), test RMSE, early loss reduction; "
-                           "each bar carries its value, and a scale that spans decades is logarithmic")  # fmt: skip
+        return self.figure(fig, "four_panel", "Seed 001's four panels: loss, LR (log scale), test RMSE, early loss "
+                           "reduction; each bar carries its value, and a scale that spans decades is "
+                           "logarithmic")  # fmt: skip

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from experiments.report import Section, Table, mean_std, num
+from experiments.report import Figure, Section, Table, mean_std, num
 from experiments.studies.base import (
     Study,
     by_row,
@@ -135,7 +135,8 @@ class LinearAlternatingStudy(Study):
             "The seed's ~0.003 is therefore not what full-batch alternation gives. It is what alternation gives "
             "with several updates per epoch: the first-order terms of a (+, −) pair cancel exactly (each epoch "
             "sees the whole data set), the second-order terms add up, and the contraction per pair grows to "
-            "about (1 − η²h²)^S for S mini-batches (a bit more, since the batches' curvatures h_k vary and Σ h_k² ≥ S·h²). The mini-batch row shows this; the seed's data size and "
+            "about (1 − η²h²)^S for S mini-batches (a bit more, since the batches' curvatures h_k vary and "
+            "Σ h_k² ≥ S·h²). The mini-batch row shows this; the seed's data size and "
             "batch size are not stated (its script is not part of the document), so the claim cannot be pinned "
             "to one setting. Net descent with alternation is confirmed; the quoted number is not.",
         ]
@@ -167,7 +168,7 @@ class LinearAlternatingStudy(Study):
             error=failures(results),
         )
 
-    def _figure(self, rows: dict[str, list[RunResult]], h: float, eta: float):  # -> Figure
+    def _figure(self, rows: dict[str, list[RunResult]], h: float, eta: float) -> Figure:
         import matplotlib.pyplot as plt
 
         from experiments.figures import plot_series

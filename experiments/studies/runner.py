@@ -143,9 +143,9 @@ def execute(
         OmegaConf.save(OmegaConf.create(list(ov)), out / ".hydra" / "overrides.yaml")
     results: list[RunResult | None] = [None] * len(runs)
     for done, (i, (metrics, history, seconds, error)) in enumerate(_map(runs, configs, n_jobs), start=1):
-        results[i] = RunResult(runs[i], outs[i], metrics, history, seconds, error)
+        result = results[i] = RunResult(runs[i], outs[i], metrics, history, seconds, error)
         if progress is not None:
-            progress(results[i], done, len(runs))
+            progress(result, done, len(runs))
     return [r for r in results if r is not None]
 
 

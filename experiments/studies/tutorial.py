@@ -45,7 +45,8 @@ def quadratic_bound() -> float:
     """``max_stable_lr`` on ``x² + 10y²`` (exact: 2 / 20 = 0.1)."""
     from lr_callbacks.curvature import max_stable_lr
 
-    return max_stable_lr(_Point(), _surface, None)
+    point = _Point()
+    return max_stable_lr(point, lambda _module, batch: _surface(point, batch), None)
 
 
 def housing_bound(data_home: str | None) -> tuple[float, float, float]:
@@ -59,6 +60,8 @@ def housing_bound(data_home: str | None) -> tuple[float, float, float]:
 
     dm = HousingDataModule(data_home=data_home, batch_size=None)
     dm.setup()
+    if dm.train_set is None:
+        raise RuntimeError("HousingDataModule.setup() left no training split")
     x, y = dm.train_set
     model = LinearRegressionTask(in_features=x.shape[1])
     estimate = max_stable_lr(model, lambda m, b: nn.functional.mse_loss(m(b[0]), b[1]), (x, y))
@@ -179,10 +182,11 @@ class TutorialStudy(Study):
                 "Trajectories (B3): f = x² + 10y² from (5, 4), 50 steps: SGD η 0.05, momentum η 0.05 β 0.9, RMSprop "
                 "η 0.5 (α 0.9), Adam η 0.5; torch optimizers, one Lightning step each per batch.",
                 "LR finder (B4): LRFinder(min_lr=1e-5, max_lr=10, 100 steps, exponential, suggestion='steepest', the "
-                "tutorial's method) at fit start of mini-batch SGD (batch 32) on the housing linear model; the run then "
-                "trains at the suggestion.",
-                f"Warm restarts (B5): CosineWarmRestarts(T_0={T_0}, T_mult={T_MULT}, eta_min={LR_MIN}) from η = {LR_MAX}, "
-                "per epoch, as a callback in a real run (XOR MLP as carrier), against the pure schedule function.",
+                "tutorial's method) at fit start of mini-batch SGD (batch 32) on the housing linear model; the run "
+                "then trains at the suggestion.",
+                f"Warm restarts (B5): CosineWarmRestarts(T_0={T_0}, T_mult={T_MULT}, eta_min={LR_MIN}) from "
+                f"η = {LR_MAX}, per epoch, as a callback in a real run (XOR MLP as carrier), against the pure "
+                "schedule function.",
                 "Stability (A1/A5): lr_callbacks.curvature.max_stable_lr (power iteration on Hessian-vector products) "
                 "gives 2/λ_max; plain full-batch GD then runs at 0.9× and 1.1× of it, on the quadratic and on the "
                 "housing linear model (exact λ_max from the eigenvalues of 2AᵀA/n for comparison).",
@@ -211,7 +215,7 @@ class TutorialStudy(Study):
         paths = {n: list(zip(r.history[f"trajectory/{n}/x"], r.history[f"trajectory/{n}/y"])) for n in names}
         fig = trajectory_contour(paths, *CURVATURE)
         losses = {n: r.get(f"trajectory/{n}/final_loss") for n in names}
-        ranked = sorted(losses, key=losses.get)
+        ranked = sorted(losses, key=losses.__getitem__)
         text = [
             f"Trajectories: SGD at η = 0.05 zeroes y in one step (1 − 20η = 0) and shrinks x by 0.9 per step, exactly "
             f"the recurrence x_t = (1 − ηa)^t x_0 of solution A1. After {steps} steps the final f ranks "
@@ -277,7 +281,8 @@ class TutorialStudy(Study):
             [
                 f"training at the suggestion for {len(train)} epochs: epoch loss first → last, test RMSE",
                 "a good LR to train at",
-                f"{num(train[0] if train else math.nan)} → {num(train[-1] if train else math.nan)}, RMSE {num(r.get('test/rmse'))}",
+                f"{num(train[0] if train else math.nan)} → {num(train[-1] if train else math.nan)}, "
+                f"RMSE {num(r.get('test/rmse'))}",
                 verdict(trains),
             ],
         ]
@@ -294,10 +299,10 @@ class TutorialStudy(Study):
             + (
                 "Training at the suggestion then diverges: the epoch loss goes from "
                 f"{num(train[0])} to {num(train[-1])} (the fixed η = 0.01 of the housing section stays stable). The "
-                f"sweep's {len(lrs)} steps cover {num(len(lrs) / 516, 2)} of an epoch, while the rows that make a batch "
-                f"unstable above η ≈ {num(getattr(self, 'batch_bound', math.nan), 2)} (see the per-batch bound below) "
-                "turn up once per epoch: a range test on a small slice of a heavy-tailed data set can miss the "
-                "instability that sets the usable LR."
+                f"sweep's {len(lrs)} steps cover {num(len(lrs) / 516, 2)} of an epoch, while the rows that make a "
+                f"batch unstable above η ≈ {num(getattr(self, 'batch_bound', math.nan), 2)} (see the per-batch "
+                "bound below) turn up once per epoch: a range test on a small slice of a heavy-tailed data set can "
+                "miss the instability that sets the usable LR."
                 if not trains
                 else "Training at the suggestion converges. Mini-batch steps of 32 rows can still diverge below the "
                 "full-batch bound (see the per-batch bound below)."
@@ -389,7 +394,8 @@ class TutorialStudy(Study):
                 stable = lr < self.quad_bound
                 table_rows.append(
                     [
-                        f"  GD at {r.run.name.split('/x')[1]}× the bound (η = {num(lr, 4)}), {self.params['gd_steps']} steps",
+                        f"  GD at {r.run.name.split('/x')[1]}× the bound (η = {num(lr, 4)}), "
+                        f"{self.params['gd_steps']} steps",
                         "converges" if stable else "diverges",
                         "—",
                         "—",

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from experiments.report import Section, Table, mean_std, num
+from experiments.report import Figure, Section, Table, mean_std, num
 from experiments.studies.base import Study, by_row, commands, failures, values, verdict
 from experiments.studies.runner import Run, RunResult
 
@@ -154,7 +154,8 @@ class XORAlternatingStudy(Study):
             figures=[self._figure(rows)] if alt or pos else [],
             analysis=analysis,
             settings=[
-                f"XOR, four points, full batch; MLP 2 → {p['hidden_dim']} → 1, ReLU, BCE-with-logits, PyTorch default init; plain SGD.",
+                f"XOR, four points, full batch; MLP 2 → {p['hidden_dim']} → 1, ReLU, BCE-with-logits, "
+                "PyTorch default init; plain SGD.",
                 f"|η| = {p['lr']}, SignAlternation(alternate) per epoch vs pattern=positive; {p['epochs']} epochs.",
                 "'Stuck' means final loss within 0.05 of ln 2 and all outputs within 0.1 of 0.5.",
             ],
@@ -162,7 +163,7 @@ class XORAlternatingStudy(Study):
             error=failures(results),
         )
 
-    def _figure(self, rows: dict[str, list[RunResult]]):  # -> Figure
+    def _figure(self, rows: dict[str, list[RunResult]]) -> Figure:
         import matplotlib.pyplot as plt
 
         from experiments.figures import plot_series

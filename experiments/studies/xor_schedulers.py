@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from experiments.report import Section, Table, mean_std, num
+from experiments.report import Figure, Section, Table, mean_std, num
 from experiments.studies.base import (
     Study,
     by_row,
@@ -160,12 +160,12 @@ class XORSchedulersStudy(Study):
         named = {n: summary.get((n, width)) for n, (_, c) in SCHEDULES.items() if c is not None}
         if any(v is None for v in named.values()):
             return []
-        means = {n: v[0] for n, v in named.items()}
+        means = {n: v[0] for n, v in named.items() if v is not None}  # none is None: checked above
         finite = {n: m for n, m in means.items() if math.isfinite(m)}
         if not finite:
             return [["cyclical converges fastest", "no schedule converged", verdict(None)]]
-        fastest = min(finite, key=finite.get)
-        slowest = max(finite, key=finite.get)
+        fastest = min(finite, key=finite.__getitem__)
+        slowest = max(finite, key=finite.__getitem__)
         return [
             [
                 "cyclical converges fastest",
@@ -189,9 +189,9 @@ class XORSchedulersStudy(Study):
             f"still active at the end (ReLU > 0 on at least one point, of {width}): converged runs "
             f"{units.get((width, True), 'n/a')}, the others {units.get((width, False), 'n/a')}. A 2-unit ReLU layer "
             "represents XOR only with both units active on complementary half-planes; runs that lose a unit or "
-            "put both on the same side settle on a plateau (typically ln 2 / 2 ≈ 0.347: two points fitted, two left at p = 0.5), "
-            "and no schedule of the LR moves them off it. The seed's single epoch count per schedule hides this "
-            "spread: it does not say how many initialisations it tried.",
+            "put both on the same side settle on a plateau (typically ln 2 / 2 ≈ 0.347: two points fitted, two left "
+            "at p = 0.5), and no schedule of the LR moves them off it. The seed's single epoch count per schedule "
+            "hides this spread: it does not say how many initialisations it tried.",
         ]
         if p.get("wide_hidden_dim"):
             wide = [(n, s[1], s[2]) for (n, w), s in summary.items() if w == p["wide_hidden_dim"]]
@@ -208,7 +208,7 @@ class XORSchedulersStudy(Study):
         )
         return text
 
-    def _figure(self, rows: dict[str, list[RunResult]]):  # -> Figure
+    def _figure(self, rows: dict[str, list[RunResult]]) -> Figure:
         import matplotlib.pyplot as plt
 
         from experiments.figures import plot_series

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import cast
 
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
@@ -85,7 +86,8 @@ class ContinualAutoencoderTask(BaseTask):
 
     def _eval_step(self, batch: tuple[Tensor], stage: str, dataloader_idx: int) -> None:
         (x,) = batch
-        metric = self.eval_loss[dataloader_idx]
+        # nn.ModuleList types its items as Module; this one holds a MeanMetric per task
+        metric = cast(MeanMetric, self.eval_loss[dataloader_idx])
         metric.update(nn.functional.mse_loss(self(x), x), weight=len(x))
         self.log(f"{stage}/loss_{self.TASKS[dataloader_idx]}", metric, add_dataloader_idx=False)
 
@@ -99,7 +101,7 @@ class ContinualAutoencoderTask(BaseTask):
         super().on_validation_epoch_end()
         if self.trainer.sanity_checking:
             return
-        losses = {task: float(m.compute()) for task, m in zip(self.TASKS, self.eval_loss)}
+        losses = {task: float(cast(MeanMetric, m).compute()) for task, m in zip(self.TASKS, self.eval_loss)}
         self.phase_end_loss[self.phase] = losses  # the last validation of a phase wins
         if self.phase == "adapt" and self.epochs_to_adapt is None and losses["B"] <= self.adapt_threshold:
             self.epochs_to_adapt = self.current_epoch + 1

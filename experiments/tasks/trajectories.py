@@ -39,6 +39,8 @@ class TrajectoryTask(BaseTask):
     185.0
     """
 
+    curvature: Tensor  # a buffer, registered in __init__
+
     def __init__(
         self,
         optimizers: Mapping[str, OptimizerFactory] | None = None,
@@ -46,13 +48,17 @@ class TrajectoryTask(BaseTask):
         start: Sequence[float] = (5.0, 4.0),
         curvature: Sequence[float] = (1.0, 10.0),
     ) -> None:
-        if (optimizers is None) == (optimizer is None):
+        if optimizers is not None and optimizer is None:
+            factories = dict(optimizers)
+        elif optimizer is not None and optimizers is None:
+            factories = {"optimizer": optimizer}
+        else:
             raise ValueError("Pass exactly one of `optimizers` (name -> factory) and `optimizer`.")
         if len(start) != 2 or len(curvature) != 2:
             raise ValueError(f"`start` and `curvature` must hold 2 numbers, got {list(start)}, {list(curvature)}.")
         super().__init__(optimizer)
         self.automatic_optimization = False
-        self.factories = dict(optimizers) if optimizers is not None else {"optimizer": optimizer}
+        self.factories = factories
         self.names = list(self.factories)
         self.points = nn.ParameterList([nn.Parameter(torch.tensor([float(v) for v in start])) for _ in self.names])
         self.register_buffer("curvature", torch.tensor([float(c) for c in curvature]))

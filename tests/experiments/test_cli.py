@@ -48,7 +48,8 @@ def test_console_script_refuses_a_bad_argument_with_the_message_alone(name: str,
     proc = run_script(name, args, tmp_path)
     assert proc.returncode != 0
     assert expected in proc.stderr, proc.stderr
-    assert "Traceback" not in proc.stderr and 'File "' not in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert 'File "' not in proc.stderr, proc.stderr
     assert proc.stdout == ""
     assert not list(tmp_path.iterdir())  # refused before anything ran
 
@@ -67,7 +68,8 @@ def test_lr_train_reports_a_configuration_lightning_refuses_as_its_message_alone
     )
     assert proc.returncode == 1
     assert "At most one schedule callback may drive an optimizer, got ['StepDecay', 'CosineAnnealing']" in proc.stderr
-    assert "Traceback" not in proc.stderr and 'File "' not in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert 'File "' not in proc.stderr, proc.stderr
 
 
 @pytest.mark.parametrize(
@@ -83,7 +85,8 @@ def test_lr_train_reports_a_value_torch_refuses_before_training(args: list[str],
     )
     assert proc.returncode == 1
     assert expected in proc.stderr, proc.stderr
-    assert "Traceback" not in proc.stderr and 'File "' not in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert 'File "' not in proc.stderr, proc.stderr
     assert not (tmp_path / "run" / "metrics.json").exists()
 
 

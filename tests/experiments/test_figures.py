@@ -151,8 +151,8 @@ def test_housing_four_panel_keeps_every_bar_readable_when_one_run_explodes(
         "spike-adaptive (halve)": 0.7445,
         "spike-adaptive (sqrt)": 6.1e14,
     }
-    losses = {"fixed LR 0.01": [0.9, 0.6, 0.5], "step decay": [0.9, 0.6, 0.55], "spike-adaptive (halve)": [2e4, 1e12, 4e15],
-              "spike-adaptive (sqrt)": [2e4, 1e12, math.inf]}  # fmt: skip
+    losses = {"fixed LR 0.01": [0.9, 0.6, 0.5], "step decay": [0.9, 0.6, 0.55],
+              "spike-adaptive (halve)": [2e4, 1e12, 4e15], "spike-adaptive (sqrt)": [2e4, 1e12, math.inf]}  # fmt: skip
     rows = {
         name: [
             RunResult(

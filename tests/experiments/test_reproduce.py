@@ -144,7 +144,8 @@ def test_linear_study_runs_writes_a_filled_section_pngs_and_tensorboard(tmp_path
     for r in results:
         assert (r.out_dir / ".hydra" / "config.yaml").is_file()
         scalars = event_scalars(r.out_dir)
-        assert scalars.get("train/loss", 0) >= 60 and scalars.get("lr_sign", 0) == 60, scalars
+        assert scalars.get("train/loss", 0) >= 60, scalars
+        assert scalars.get("lr_sign", 0) == 60, scalars
     # the saved results re-analyse to the same section without training
     again, _ = run_study(LinearAlternatingStudy(params, study.ctx), log=lambda m: None, reuse=True)
     assert (

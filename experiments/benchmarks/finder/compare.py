@@ -1,7 +1,7 @@
 """Run the LR finders on the finder tasks and set their suggestions beside the grid reference.
 
-Three finders, each on every task and seed of :mod:`experiments.benchmarks.finder.tasks`, with the same range (1e-7 to 10,
-100 sweep steps):
+Three finders, each on every task and seed of :mod:`experiments.benchmarks.finder.tasks`, with the same range
+(1e-7 to 10, 100 sweep steps):
 
 - ours, :class:`lr_callbacks.LRFinder`, at fit start in a ``Trainer`` whose ``max_steps`` is the task's budget
   (which the race suggestion reads as the training budget): every suggestion method (the curve methods read the
@@ -13,12 +13,12 @@ Three finders, each on every task and seed of :mod:`experiments.benchmarks.finde
   before :func:`lr_callbacks.finder.curve.fastai_valley`.
 
 Each suggestion is trained for the task's budget with the seed it was found on; the loss ratio is the mean final
-loss over the seeds divided by the grid's best mean final loss (:mod:`experiments.benchmarks.finder.reference`). A suggestion
-diverged when, on some seed, training at it ends above the loss at the initial weights (or not finite).
+loss over the seeds divided by the grid's best mean final loss (:mod:`experiments.benchmarks.finder.reference`).
+A suggestion diverged when, on some seed, training at it ends above the loss at the initial weights (or not finite).
 
 With ``other_seeds=True`` a fourth row per task, :data:`OTHER_SEEDS_METHOD`, is the grid-best LR of an independent
-reference on seeds 2 and 3 (:data:`experiments.benchmarks.finder.reference.OTHER_SEEDS`), trained on the same seeds as the
-others: a suggestion as good as knowing the task's best LR from other runs of it. Its loss ratio is the benchmark's
+reference on seeds 2 and 3 (:data:`experiments.benchmarks.finder.reference.OTHER_SEEDS`), trained on the same seeds as
+the others: a suggestion as good as knowing the task's best LR from other runs of it. Its loss ratio is the benchmark's
 noise ceiling; where it misses 1.10, no finder can be expected to meet the bar.
 """
 
@@ -143,15 +143,17 @@ class Cell:
     @property
     def lr(self) -> float | None:
         """Geometric mean of the per-seed suggestions (``None`` if any seed had none)."""
-        if any(lr is None or not lr > 0 for lr in self.lrs):
+        lrs = [lr for lr in self.lrs if lr is not None and lr > 0]
+        if len(lrs) < len(self.lrs):
             return None
-        return math.exp(statistics.fmean(math.log(lr) for lr in self.lrs))  # type: ignore[arg-type]
+        return math.exp(statistics.fmean(math.log(lr) for lr in lrs))
 
     def log2_error(self, best: float) -> float:
         """Mean over seeds of ``|log2(suggested / best)|``."""
-        if any(lr is None or not lr > 0 for lr in self.lrs):
+        lrs = [lr for lr in self.lrs if lr is not None and lr > 0]
+        if len(lrs) < len(self.lrs):
             return math.inf
-        return statistics.fmean(abs(math.log2(lr / best)) for lr in self.lrs)  # type: ignore[operator]
+        return statistics.fmean(abs(math.log2(lr / best)) for lr in lrs)
 
 
 @dataclass
@@ -175,15 +177,18 @@ def suggestions(
     if any(m == "race" or m in CURVE_METHODS for m in methods):
         finder, seconds = timed(lambda: run_ours(task, seed, **finder_kwargs))
         result = finder.result
-        assert result is not None
+        if result is None:
+            raise RuntimeError(f"LRFinder left no result on task {task.name!r}, seed {seed}")
         out["race"] = (result.suggestion, result.cost_steps, seconds)
         for method in CURVE_METHODS:
             found = suggest(method, result.lrs, result.losses, result.smoothed_losses, num_steps=finder.num_steps)
             out[method] = (None if found is None else found[0], result.steps, seconds)
     if "curvature" in methods:
         finder, seconds = timed(lambda: run_ours(task, seed, suggestion="curvature"))
-        assert finder.result is not None
-        out["curvature"] = (finder.result.suggestion, finder.result.hessian_vector_products, seconds)
+        result = finder.result
+        if result is None:
+            raise RuntimeError(f"LRFinder(suggestion='curvature') left no result on task {task.name!r}, seed {seed}")
+        out["curvature"] = (result.suggestion, result.hessian_vector_products, seconds)
     if "lightning" in methods:
         (lr, steps), seconds = timed(lambda: run_lightning(task, seed))
         out["lightning"] = (lr, steps, seconds)
@@ -209,7 +214,8 @@ def compare(
     for name in names:
         task = TASKS[name]
         try:  # the data is loaded by the finders even where the cache holds the grid's losses
-            row = Row(name, grid_reference(task, cache))
+            reference = grid_reference(task, cache)
+            row = Row(name, reference)
             per_seed = {seed: suggestions(task, seed, methods, **finder_kwargs) for seed in SEEDS}
         except FileNotFoundError as err:
             rows.append(Row(name, None, unavailable=str(err)))
@@ -221,11 +227,11 @@ def compare(
                 [per_seed[s][method][2] for s in SEEDS],
                 cost_unit="HVPs" if method == "curvature" else "steps",
             )
-            row.cells[method] = _trained(cell, task, cache, row.reference)
+            row.cells[method] = _trained(cell, task, cache, reference)
         if other_seeds:
             best = grid_reference(task, cache, seeds=OTHER_SEEDS).best_lr
             row.cells[OTHER_SEEDS_METHOD] = _trained(
-                Cell([best] * len(SEEDS), [0] * len(SEEDS), cost_unit="none"), task, cache, row.reference
+                Cell([best] * len(SEEDS), [0] * len(SEEDS), cost_unit="none"), task, cache, reference
             )
         rows.append(row)
     return rows
@@ -246,6 +252,7 @@ def format_table(
     """Long format: one line per task and method (``div``: training at the suggestion diverged on some seed), then a
     summary per method and how often ``ours`` has the lower loss ratio than each of ``others``."""
     done = [row for row in rows if row.reference is not None]
+    best_lrs = [row.reference.best_lr for row in rows if row.reference is not None]  # one per row of `done`
     lines = [title]
     lines += [f"{row.task}: unavailable ({row.unavailable})" for row in rows if row.reference is None]
     if not done:
@@ -255,8 +262,7 @@ def format_table(
         f"{'task':<32} {'grid best lr':>12} {'method':<14} {'suggested lr':>12} {'loss ratio':>10} {'div':>3}"
         f" {'|log2|':>7} {'cost':>10}"
     )
-    for row in done:
-        best = row.reference.best_lr  # type: ignore[union-attr]
+    for row, best in zip(done, best_lrs):
         for k, method in enumerate(methods):
             cell = row.cells[method]
             head = f"{row.task:<32} {best:>12.3g}" if k == 0 else " " * 45
@@ -278,7 +284,7 @@ def format_table(
         within = sum(c.ratio <= 1.10 for c in cells)
         worst = max(c.ratio for c in cells)
         diverged = sum(c.diverged for c in cells)
-        errors = statistics.median(c.log2_error(row.reference.best_lr) for c, row in zip(cells, done))  # type: ignore[union-attr]
+        errors = statistics.median(c.log2_error(best) for c, best in zip(cells, best_lrs))
         cost = "-" if cells[0].cost_unit == "none" else max(max(c.steps) for c in cells)
         seconds = statistics.median(t for c in cells for t in c.seconds) if cells[0].seconds else math.nan
         lines.append(

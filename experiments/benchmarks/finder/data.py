@@ -1,7 +1,8 @@
-"""Seeded synthetic data sets of the finder tasks (:mod:`experiments.benchmarks.finder.tasks`): ``data(seed) -> (x, y)``.
+"""Seeded synthetic data sets of the finder tasks: ``data(seed) -> (x, y)``.
 
-Each generator draws from a private ``torch.Generator`` seeded by the seed and a salt of its own, so tasks do not
-share draws and a seed always gives the same data.
+The tasks are in :mod:`experiments.benchmarks.finder.tasks`. Each generator draws from a private
+``torch.Generator`` seeded by the seed and a salt of its own, so tasks do not share draws and a seed always gives
+the same data.
 
 >>> x, y = spirals_data(0, per_class=4)
 >>> tuple(x.shape), y.tolist()

@@ -1,14 +1,15 @@
 """The grid reference of each finder task: the best constant LR for its budget, found by brute force.
 
 For every LR of a log grid (:data:`GRID`: 1e-7 to 10, 4 points per decade) and every seed of
-:data:`experiments.benchmarks.finder.tasks.SEEDS`, train for the task's full budget (:func:`final_loss`). The reference is the
-LR with the lowest mean final loss over the seeds; a run that diverged counts as ``inf``, so one diverged seed
-makes the mean ``inf``.
+:data:`experiments.benchmarks.finder.tasks.SEEDS`, train for the task's full budget (:func:`final_loss`). The
+reference is the LR with the lowest mean final loss over the seeds; a run that diverged counts as ``inf``, so one
+diverged seed makes the mean ``inf``.
 
 The grid is walked from the top down, and the walk stops once a whole decade below the best so far has mean losses
 above :data:`STOP_FACTOR` times the best: below the best LR a fixed budget only leaves more loss, so lower points
-cannot win. When the best is an end of the grid, the walk extends past it until the best is bracketed. Final losses are cached (one JSON file per task, keyed by seed and LR) in :func:`cache_dir`, so reruns
-are quick; without a cache everything is recomputed.
+cannot win. When the best is an end of the grid, the walk extends past it until the best is bracketed. Final losses
+are cached (one JSON file per task, keyed by seed and LR) in :func:`cache_dir`, so reruns are quick; without a cache
+everything is recomputed.
 
 >>> [f"{lr:.3g}" for lr in grid_lrs(1e-2, 1.0, 2)]
 ['0.01', '0.0316', '0.1', '0.316', '1']
@@ -29,7 +30,8 @@ PER_DECADE = 4
 STOP_FACTOR = 1.5
 OTHER_SEEDS = (2, 3)
 """Seeds of a second, independent grid reference: its best LR, trained on :data:`SEEDS`, shows how much of the gap to
-the grid's best is seed-to-seed noise that no finder can remove (:func:`experiments.benchmarks.finder.compare.compare`)."""
+the grid's best is seed-to-seed noise that no finder can remove
+(:func:`experiments.benchmarks.finder.compare.compare`)."""
 CACHE_ENV = "LR_FINDER_CACHE"
 DEFAULT_CACHE = ".finder_cache"
 

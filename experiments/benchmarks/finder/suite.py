@@ -1,13 +1,14 @@
-"""LR finder quality, in and out of sample: ours (every suggestion), Lightning's ``LearningRateFinder``, fastai's valley.
+"""LR finder quality, in and out of sample: ours (every suggestion), Lightning's ``LearningRateFinder``, fastai valley.
 
-For every task of :mod:`experiments.benchmarks.finder.tasks`, on its development and its evaluation part separately: the
-grid-best LR (:mod:`experiments.benchmarks.finder.reference`), each method's suggested LR (geometric mean over the seeds), the
-loss ratio (mean final loss at the per-seed suggestions / the grid's best mean final loss; 1.00 = as good as the
-grid's best, the bar is 1.10), ``|log2(suggested / best)|`` (mean over seeds) and the cost in steps (for ``race``
-its optimizer steps plus its probe batches, each counted as a step; Hessian-vector products for ``curvature``),
-then a summary per method with the median wall time of a finder run, and on how many tasks ours has a lower loss
-ratio than Lightning's finder and than fastai's valley. The last row of each task, ``best_of_seeds23``, is no
-finder: it is the grid-best LR of seeds 2 and 3 trained on seeds 0 and 1, the noise ceiling of the benchmark.
+For every task of :mod:`experiments.benchmarks.finder.tasks`, on its development and its evaluation part separately:
+the grid-best LR (:mod:`experiments.benchmarks.finder.reference`), each method's suggested LR (geometric mean over
+the seeds), the loss ratio (mean final loss at the per-seed suggestions / the grid's best mean final loss; 1.00 =
+as good as the grid's best, the bar is 1.10), ``|log2(suggested / best)|`` (mean over seeds) and the cost in steps
+(for ``race`` its optimizer steps plus its probe batches, each counted as a step; Hessian-vector products for
+``curvature``), then a summary per method with the median wall time of a finder run, and on how many tasks ours
+has a lower loss ratio than Lightning's finder and than fastai's valley. The last row of each task,
+``best_of_seeds23``, is no finder: it is the grid-best LR of seeds 2 and 3 trained on seeds 0 and 1, the noise
+ceiling of the benchmark.
 
 Final losses are cached per task in ``$LR_FINDER_CACHE`` (default ``.finder_cache``); ``LR_FINDER_CACHE=none``
 recomputes everything from scratch (about an hour on two shared CPU cores, most of it the two grid references;

@@ -37,6 +37,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 import lightning.pytorch as pl
@@ -103,8 +104,12 @@ def configurations(task: SpikeTask) -> dict[str, Callable[[str, int], RunResult]
     clip: list[float] = []  # measured once, when a clip run first needs it
 
     def clipped(injection: str, seed: int) -> RunResult:
-        clip or clip.append(clip_value(task))
+        if not clip:
+            clip.append(clip_value(task))
         return run_ours(task, injection, seed, lambda: None, gradient_clip_val=clip[0])
+
+    def ours(make: Callable[[], Callback | None]) -> Callable[[str, int], RunResult]:
+        return lambda inj, seed: run_ours(task, inj, seed, make)
 
     out: dict[str, Callable[[str, int], RunResult]] = {
         "none": lambda inj, seed: run_ours(task, inj, seed, lambda: None),
@@ -112,7 +117,7 @@ def configurations(task: SpikeTask) -> dict[str, Callable[[str, int], RunResult]
         "lightning SpikeDetection + restart": lambda inj, seed: run_lightning_restart(task, inj, seed),
     }
     for name, make in OURS.items():
-        out[name] = lambda inj, seed, make=make: run_ours(task, inj, seed, make)
+        out[name] = ours(make)
     return out
 
 
@@ -285,11 +290,11 @@ def tune(seeds: tuple[int, ...] = DEV_SEEDS) -> str:
     traces = _dev_traces(seeds)
     lines = [f"development seeds {seeds}", f"{'detector':<44}  alarms (clean)                  missed (injected)"]
     settings: list[tuple[str, Callable[[], SpikeDetector]]] = [
-        (f"zscore z={z:g}", lambda z=z: ZScoreDetector(z, 1.1, 0.95, 50)) for z in (5.0, 6.0, 8.0)
+        (f"zscore z={z:g}", partial(ZScoreDetector, z, 1.1, 0.95, 50)) for z in (5.0, 6.0, 8.0)
     ]
     for tail, persist, z in itertools.product((2.0, 2.5, 3.0), (1.0, 1.5, 2.0), (2.0, 3.0, 4.0)):
         name = f"tail tail={tail:g} persist={persist:g} z={z:g}"
-        settings.append((name, lambda tail=tail, persist=persist, z=z: TailDetector(tail=tail, z=z, persist=persist)))
+        settings.append((name, partial(TailDetector, tail=tail, z=z, persist=persist)))
     for name, make in settings:
         alarms: dict[str, int] = dict.fromkeys(TASKS, 0)
         missed: dict[str, int] = dict.fromkeys(TASKS, 0)
@@ -369,7 +374,7 @@ def _dev_traces(seeds: tuple[int, ...]) -> dict[tuple[str, str, int], tuple[list
     for (name, task), seed in itertools.product(TASKS.items(), seeds):
         for injection in ("clean", *task.injections):
             trace = Trace()
-            run_ours(task, injection, seed, lambda trace=trace: trace)
+            run_ours(task, injection, seed, lambda: trace)  # called at once, inside run_ours
             raw[name, injection, seed] = trace
     out = {}
     for (name, injection, seed), trace in raw.items():

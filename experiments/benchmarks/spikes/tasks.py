@@ -213,8 +213,8 @@ def _housing_data() -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
 
     dm = HousingDataModule(batch_size=32)
     dm.setup()
-    assert dm.train_set is not None
-    assert dm.test_set is not None
+    if dm.train_set is None or dm.test_set is None:
+        raise RuntimeError("HousingDataModule.setup() left no training or test split")
     return dm.train_set, dm.test_set
 
 
@@ -386,9 +386,13 @@ def _setup(
     starts = injected_steps(task, injection)
     g = torch.Generator().manual_seed(10_000 + seed)
     corrupt: dict[tuple[int, int], Callable[[tuple[Tensor, ...]], tuple[Tensor, ...]]] = {}
+
+    def corrupt_batch(batch: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+        return task.corrupt(batch, g)  # every injected batch draws from the one generator
+
     if injection == "batch":
         for s in starts:
-            corrupt[divmod(s, n)] = lambda b, g=g: task.corrupt(b, g)
+            corrupt[divmod(s, n)] = corrupt_batch
     loader = InjectedBatches(train, task.batch_size, seed=seed, corrupt=corrupt)
     extra: list[Callback] = []
     if injection == "lr":
@@ -416,7 +420,7 @@ def _score(flags: list[int], starts: list[int], injection: str) -> tuple[int, in
 
 
 def run_ours(
-    task: SpikeTask, injection: str, seed: int, make: Callable[[], Callback], **trainer_kwargs: Any
+    task: SpikeTask, injection: str, seed: int, make: Callable[[], Callback | None], **trainer_kwargs: Any
 ) -> RunResult:
     """One run with our callback (or none, or only trainer options such as ``gradient_clip_val``)."""
     model, loader, extra, starts = _setup(task, injection, seed)

@@ -18,7 +18,8 @@ def test_schedule_benchmark_prints_hook_time_and_step_ratio_per_configuration(
     out = capsys.readouterr().out
     number = r"\s+([0-9.]+)"
     bare = re.search(r"^bare Lightning" + number * 2, out, flags=re.MULTILINE)
-    assert bare is not None and float(bare.group(2)) == 1.0, out
+    assert bare is not None, out
+    assert float(bare.group(2)) == 1.0, out
     bare_us = float(bare.group(1))
     for name in SCHEDULES:
         row = re.search(rf"^{re.escape(name)}" + number * 2 + r"\s+(.+?)" + number * 2 + "%", out, flags=re.MULTILINE)

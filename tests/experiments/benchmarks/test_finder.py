@@ -1,5 +1,5 @@
-"""The finder benchmark: its grid reference, its fastai re-implementation, its tables, and (slow) the README's
-out-of-sample figures recomputed."""
+"""The finder benchmark: its grid reference, its fastai re-implementation, its tables, and (slow) the out-of-sample
+figures of docs/benchmarks.md recomputed."""
 
 from __future__ import annotations
 
@@ -170,7 +170,7 @@ def test_the_readme_evaluation_figures(
     beats_valley: int,
     ceiling_within: int,
 ) -> None:
-    """The README's out-of-sample claims, recomputed (final losses from the cache when one exists)."""
+    """The out-of-sample claims of docs/benchmarks.md, recomputed (final losses from the cache when one exists)."""
     with one_thread():
         rows = fc.compare(
             names, LossCache(cache_dir()), methods=("race", "lightning", "fastai_valley"), other_seeds=True

@@ -170,7 +170,8 @@ def test_housing_run_reduces_lr_exactly_on_spike_epochs(housing: tuple[torch.Ten
     lrs = [row[0] for row in epoch_lrs(recorder, n)]
     reduced = [t for t in range(epochs - 1) if lrs[t + 1] < lrs[t]]
     # The spike found after epoch t lowers the LR of epoch t+1, by half, and nothing else does.
-    assert spiked and len(spiked) < epochs - 1, (means, spiked)
+    assert spiked, (means, spiked)
+    assert len(spiked) < epochs - 1, (means, spiked)
     assert reduced == spiked
     assert spike.spikes == spiked
     assert lrs == [0.1 * 0.5 ** sum(s < t for s in spiked) for t in range(epochs)]
@@ -419,10 +420,13 @@ def _literals(hint: Any) -> list[tuple[Any, ...]]:
 
 CHOICES = [
     ("interval", SpikeAdaptiveLR.INTERVALS, "`interval` must be one of ['epoch', 'step'], got 'nope'."),
-    ("nan_policy", SpikeAdaptiveLR.NAN_POLICIES, "`nan_policy` must be one of ['spike', 'ignore', 'raise'], got 'nope'."),
+    ("nan_policy", SpikeAdaptiveLR.NAN_POLICIES,
+     "`nan_policy` must be one of ['spike', 'ignore', 'raise'], got 'nope'."),
     ("detector", SpikeAdaptiveLR.DETECTORS, "`detector` must be one of ['ratio', 'zscore', 'tail'], got 'nope'."),
-    ("decay", tuple(SpikeAdaptiveLR.DECAYS), "`decay` must be one of ['halve', 'sqrt'] or a float in (0, 1), got 'nope'."),
-    ("reactions", SpikeAdaptiveLR.REACTIONS, "`reactions` must hold names from ['backoff', 'skip', 'rollback', 'record'], got 'nope'."),
+    ("decay", tuple(SpikeAdaptiveLR.DECAYS),
+     "`decay` must be one of ['halve', 'sqrt'] or a float in (0, 1), got 'nope'."),
+    ("reactions", SpikeAdaptiveLR.REACTIONS,
+     "`reactions` must hold names from ['backoff', 'skip', 'rollback', 'record'], got 'nope'."),
 ]  # fmt: skip
 
 
@@ -441,8 +445,8 @@ def test_lightning_cli_parses_the_choices_and_refuses_others_by_name() -> None:
 
     parser = ArgumentParser(exit_on_error=False)
     parser.add_class_arguments(SpikeAdaptiveLR, "spike")
-    args = ["--spike.interval=step", "--spike.reactions=[skip,record]", "--spike.decay=0.3", "--spike.nan_policy=ignore",
-            "--spike.detector=tail", "--spike.tail=3"]  # fmt: skip
+    args = ["--spike.interval=step", "--spike.reactions=[skip,record]", "--spike.decay=0.3",
+            "--spike.nan_policy=ignore", "--spike.detector=tail", "--spike.tail=3"]  # fmt: skip
     spike = parser.instantiate(parser.parse_args(args)).spike
     assert (spike.interval, spike.reactions, spike.decay_factor, spike.nan_policy, spike.tail) == (
         "step", ("skip", "record"), 0.3, "ignore", 3.0,
