@@ -7,10 +7,10 @@ figures and ``metrics.json`` into ``paths.output_dir`` (the Hydra output dir by 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import hydra
 import lightning.pytorch as pl
@@ -26,6 +26,9 @@ from experiments.cli import ConfigurationError
 from experiments.instantiate import instantiate_callbacks, instantiate_loggers, instantiate_trainer
 from experiments.schemas import register_configs
 
+if TYPE_CHECKING:
+    from experiments.tasks.base import BaseTask
+
 #: The package that holds the configs: the repository's ``conf/``, installed as package data.
 CONFIG_MODULE = "experiments.conf"
 #: Where Hydra finds them (its ``pkg://`` search path), from a wheel or an editable install, from any cwd.
@@ -36,7 +39,13 @@ CONFIG_DIR = Path(str(files(CONFIG_MODULE)))
 register_configs()
 
 
-def _floats(values: dict[str, Any], prefix: str = "") -> dict[str, float]:
+class _PhasedTask(Protocol):
+    """A task that trains in phases (``adapt``), e.g. :class:`experiments.tasks.ContinualAutoencoderTask`."""
+
+    def set_phase(self, phase: str, optimizer: Callable[..., torch.optim.Optimizer] | None = None) -> None: ...
+
+
+def _floats(values: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
     """Scalar tensors/numbers → floats, optionally prefixed."""
     out = {}
     for key, value in values.items():
@@ -90,7 +99,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     out_dir = Path(cfg.paths.output_dir)
     datamodule: pl.LightningDataModule = instantiate(cfg.data)
     optimizer = instantiate(cfg.optimizer) if cfg.get("optimizer") else None
-    model: pl.LightningModule = instantiate(cfg.task, **({"optimizer": optimizer} if optimizer else {}))
+    model: BaseTask = instantiate(cfg.task, **({"optimizer": optimizer} if optimizer else {}))
     _check_optimizer(optimizer, model, "optimizer")
     if hasattr(model, "recorder"):
         model.recorder.record_steps = bool(cfg.get("record_step_lrs", True))
@@ -102,6 +111,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             f"{type(model).__name__} and {type(datamodule).__name__}. Set adapt=null."
         )
     phases = ["pretrain", "adapt"] if adapt else [None]
+    phased_model = cast(_PhasedTask, model)  # only used with phases, where set_phase was checked above
     metrics: dict[str, float] = {}
     history: dict[str, list[float]] = {}
     trainers: dict[str, pl.Trainer] = {}
@@ -113,12 +123,12 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         if phase == "adapt":
             adapt_optimizer = instantiate(adapt.optimizer) if adapt.get("optimizer") else None
             _check_optimizer(adapt_optimizer, model, "adapt.optimizer")
-            model.set_phase("adapt", optimizer=adapt_optimizer)
+            phased_model.set_phase("adapt", optimizer=adapt_optimizer)
             datamodule.set_phase("adapt", batch_size=adapt.batch_size)
             callbacks_cfg = adapt.get("callbacks")
             overrides["max_epochs"] = adapt.max_epochs
         elif phase == "pretrain":
-            model.set_phase("pretrain")
+            phased_model.set_phase("pretrain")
             datamodule.set_phase("pretrain", batch_size=datamodule.batch_size)
         trainer, hist, loggers, callbacks = _run_phase(cfg, model, datamodule, callbacks_cfg, phase, **overrides)
         prefix = f"{phase}/" if phase else ""
@@ -162,7 +172,9 @@ def _write_outputs(
 ) -> None:
     """metrics.json, hparams + final metrics, and figures (rank zero only)."""
     outputs.write_metrics_json(out_dir / "metrics.json", metrics, history)
-    params = OmegaConf.to_container(cfg, resolve=True)
+    # a DictConfig becomes a dict with str keys; omegaconf's return type covers every kind of node and key
+    # enum_to_str: a choice field (a Literal of the signature, an Enum in the schema) is logged as its string
+    params = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
     params.pop("hydra", None)
     outputs.log_hparams(loggers, params, metrics)
     figures = outputs.history_figures(history)

@@ -83,13 +83,19 @@ def test_a_plateau_follows_the_metric_given(tmp_path: Path, capsys: pytest.Captu
     ("args", "expected"),
     [
         (["callbacks=[warmupp]"], "Could not load 'callbacks/warmupp'"),
-        (["callbacks=[warmup]", "callbacks.warmup.interval=stepp"], "`interval` must be one of ['epoch', 'step'], got 'stepp'."),
+        (["callbacks=[warmup]", "callbacks.warmup.interval=stepp"],  # a Literal choice: refused at compose time
+         "Invalid value 'stepp', expected one of [epoch, step]"),
+        (["callbacks=[warmup]", "callbacks.warmup.start_factor=2"],  # refused by the callback's own check
+         "`start_factor` must be a finite number >= 0 and <= 1, got 2."),
         (["trainer.max_epochs=-1"], "trainer.max_epochs must be an integer >= 1 for a preview, got -1."),
         (["--metric", "1,x"], "--metric takes [NAME=]V1,V2,... with numbers, got '1,x'."),
-        (["--metric", "1,2", "--metric", "val=1,2"], "--metric: give either one unnamed sequence for every callback or"),
+        (["--metric", "1,2", "--metric", "val=1,2"],
+         "--metric: give either one unnamed sequence for every callback or"),
         (["trainer.max_epochs=5", "callbacks=[reduce_on_plateau]", "--metric", "1,2"],
-         "`metrics` gives 2 value(s) for ReduceOnPlateau(monitor='train/loss'), which checks once per epoch: 5 needed."),
-        (["trainer.limit_train_batches=0.01"], "The train loader has no batch to preview (trainer.limit_train_batches=0.01)."),
+         "`metrics` gives 2 value(s) for ReduceOnPlateau(monitor='train/loss'), "
+         "which checks once per epoch: 5 needed."),
+        (["trainer.limit_train_batches=0.01"],
+         "The train loader has no batch to preview (trainer.limit_train_batches=0.01)."),
     ],
 )  # fmt: skip
 def test_bad_arguments_end_with_the_message_alone(
@@ -101,7 +107,8 @@ def test_bad_arguments_end_with_the_message_alone(
         script.main([*LINEAR, *args])
     assert stop.value.code == EXIT_BAD_ARGUMENT
     captured = capsys.readouterr()
-    assert captured.err.startswith("lr-preview: error: ") and expected in captured.err, captured.err
+    assert captured.err.startswith("lr-preview: error: "), captured.err
+    assert expected in captured.err, captured.err
     assert captured.out == ""
     assert not list(tmp_path.iterdir())
 
