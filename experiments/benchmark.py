@@ -11,7 +11,8 @@ SUITES = {
     "schedules": "time in the LR callbacks' hooks per step, and whole-step ratios against empty callbacks",
     "finder": "LR finder cost and quality vs Lightning's LearningRateFinder",
     "harness": "housing-task throughput vs bare Lightning and plain PyTorch; index slicing vs DataLoader",
-    "spikes": "SpikeAdaptiveLR on injected spikes vs clipping and Lightning's SpikeDetection; its per-step cost",
+    "spikes": "SpikeGuard on 16 tasks (development and evaluation halves) vs clipping, Lightning's SpikeDetection, "
+    "ZClip and an OLMo-style skip; its per-step cost",
     "preview": "wall time of lr_callbacks.preview over 100k training steps",
 }
 

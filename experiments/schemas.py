@@ -181,6 +181,14 @@ LOGGER_TARGETS = {
     "csv": "lightning.pytorch.loggers.CSVLogger",
 }
 TRAINER_TARGET = "lightning.pytorch.Trainer"
+#: file name in conf/spike_detector/ -> the detector: SpikeGuard's nested ``detector`` (and ``grad_detector``), which
+#: callbacks/spike_guard.yaml takes from that group (``/spike_detector@spike_guard.detector: tail``)
+DETECTOR_TARGETS = {
+    "median": "lr_callbacks.spike.MedianDetector",
+    "tail": "lr_callbacks.spike.TailDetector",
+    "zscore": "lr_callbacks.spike.ZScoreDetector",
+    "ratio": "lr_callbacks.spike.RatioDetector",
+}
 
 #: Arguments that ``train()`` passes itself, left out of the schemas.
 OPTIMIZER_BOUND = ("params",)
@@ -194,6 +202,7 @@ OPTIMIZER_SCHEMAS: dict[str, type] = {
 TASK_SCHEMAS: dict[str, type] = {name: schema(path, exclude=TASK_BOUND) for name, path in TASK_TARGETS.items()}
 DATA_SCHEMAS: dict[str, type] = {name: schema(path) for name, path in DATA_TARGETS.items()}
 LOGGER_SCHEMAS: dict[str, type] = {name: schema(path) for name, path in LOGGER_TARGETS.items()}
+DETECTOR_SCHEMAS: dict[str, type] = {name: schema(path) for name, path in DETECTOR_TARGETS.items()}
 TrainerConf = schema(TRAINER_TARGET, exclude=TRAINER_BOUND)
 
 
@@ -220,4 +229,6 @@ def register_configs() -> None:
         for name, conf in table.items():
             cs.store(group=group, name=f"{name}_schema", node=conf)
     cs.store(group="trainer", name="trainer_schema", node=TrainerConf)
+    for conf in DETECTOR_SCHEMAS.values():  # named after the class: tail_detector_schema, z_score_detector_schema
+        cs.store(group="spike_detector", name=f"{config_name(conf.__name__.removesuffix('Conf'))}_schema", node=conf)
     cs.store(group="adapt", name="adapt_schema", node=AdaptConf)

@@ -21,6 +21,7 @@ from lr_callbacks.schedules.callbacks import (
 )
 from lr_callbacks.schedules.plateau import ReduceOnPlateau
 from lr_callbacks.spike.adaptive import SpikeAdaptiveLR
+from lr_callbacks.spike.guard import SpikeGuard
 
 __all__ = [
     "CosineAnnealing",
@@ -37,6 +38,7 @@ __all__ = [
     "Schedule",
     "SignAlternation",
     "SpikeAdaptiveLR",
+    "SpikeGuard",
     "StepDecay",
     "TimeModifier",
     "Warmup",

@@ -1,5 +1,24 @@
 """Spike statistics: decide whether one monitored value is a spike, then learn from it.
 
+**The detector protocol.** :class:`~lr_callbacks.spike.guard.SpikeGuard` takes a detector object: one of these, or
+a user's own. A detector needs three methods, and may offer four more:
+
+- ``check(x: float) -> bool`` (required): whether ``x`` is a spike, judged against the statistics so far, which
+  it then updates. It is called once per check, in order; a non-finite ``x`` should be a spike.
+- ``state_dict() -> dict`` and ``load_state_dict(state: dict)`` (required): the statistics, for checkpoints.
+- ``suspect: bool`` (optional, default ``False``): after a calm check, whether the value still lay beyond what the
+  detector counts as calm; the guard then does not take the weights as a good state to roll back to.
+- ``level: float | None`` (optional): the running level the next value is compared with, for reports.
+- ``check_tensor(x: Tensor) -> Tensor`` and ``suspect_tensor() -> Tensor | None`` (optional): the same decision on a
+  0-d tensor without reading it back to the host, for the guard's device path on accelerators; without them the
+  guard reads the value back every step.
+- ``hold()`` / ``hold_if(flag)`` (optional): forget the last check (after a rollback).
+
+Its ``repr`` is its identity: it is part of the guard's ``state_key``, so it must name every setting and no memory
+address (subclass :class:`SpikeDetector` and list the settings in ``IDENTITY``, as the detectors here do). A
+detector whose ``repr`` is Python's default is identified by its class alone. Subclassing :class:`SpikeDetector`
+also makes it configurable from LightningCLI (``class_path`` / ``init_args``) and Hydra (``_target_``).
+
 Each detector keeps its statistics either as Python floats (:meth:`SpikeDetector.check`, for values read on
 the host) or as 0-d float64 tensors on the value's device (:meth:`SpikeDetector.check_tensor`, which never
 reads a tensor back to the host). Both run the same IEEE operations in the same order, so they take the same
@@ -32,9 +51,23 @@ class SpikeDetector:
     A non-finite value is always a spike and never enters the statistics. After a check that was not a spike,
     :attr:`suspect` says whether the value still lay beyond what the detector counts as calm (a rise may be
     starting): the caller should not take it as a good state to roll back to.
+
+    Subclasses keep each constructor argument as an attribute of the same name and list them in
+    :attr:`IDENTITY`; the ``repr`` (and so the guard's ``state_key``) is built from them.
     """
 
     suspect: bool = False
+    #: The constructor arguments that tell two detectors apart, in the order they are shown.
+    IDENTITY: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.IDENTITY)
+        return f"{type(self).__name__}({args})"
+
+    @property
+    def level(self) -> float | None:
+        """The running level the next value is compared with; ``None`` before the first value."""
+        return None
 
     def suspect_tensor(self) -> torch.Tensor | None:
         """:attr:`suspect` of the last :meth:`check_tensor`, as a 0-d bool tensor; ``None`` if never suspect."""
@@ -103,12 +136,18 @@ class RatioDetector(SpikeDetector):
         1.2
     """
 
+    IDENTITY = ("threshold", "ema")
+
     def __init__(self, threshold: float = 1.1, ema: float = 0.0) -> None:
         self.threshold = check_number("threshold", threshold, gt=1)
         self.ema = check_number("ema", ema, ge=0, lt=1)
         self.baseline: float | None = None
         self._previous: float | None = None
         self._t: dict[str, torch.Tensor] | None = None
+
+    @property
+    def level(self) -> float | None:
+        return self.state_dict()["baseline"]
 
     def _next(self, b: float, x: float) -> float:
         return x if self.ema == 0 else self.ema * b + (1.0 - self.ema) * x
@@ -207,6 +246,12 @@ class ZScoreDetector(SpikeDetector):
     """
 
     _STATE = (("mean", "m", None), ("var", "v", None), ("count", "n", torch.int64))
+    IDENTITY = ("z", "threshold", "ema", "warmup")
+
+    @property
+    def level(self) -> float | None:
+        state = self.state_dict()
+        return state["mean"] if state["count"] else None
 
     def __init__(self, z: float = 6.0, threshold: float = 1.1, ema: float = 0.95, warmup: int = 50) -> None:
         self.z = check_number("z", z, gt=0)
@@ -322,6 +367,12 @@ class TailDetector(SpikeDetector):
     )  # fmt: skip
     KAPPA = _KAPPA  # CUSUM allowance, in units of the bar
     CAP = _CAP  # the most one step's r counts for in the CUSUM
+    IDENTITY = ("tail", "z", "persist", "guard", "threshold", "ema", "warmup")
+
+    @property
+    def level(self) -> float | None:
+        state = self.state_dict()
+        return math.exp(state["mean"]) if state["count"] else None
 
     def __init__(
         self,
@@ -451,3 +502,147 @@ class TailDetector(SpikeDetector):
 
     def suspect_tensor(self) -> torch.Tensor | None:
         return None if self._t is None else self._t["suspect"]
+
+
+class MedianDetector(SpikeDetector):
+    """A spike is a loss ``ratio`` times the median of the ``window`` losses before it, and more than ``floor`` of
+    the loss at the start of training above that median. :class:`~lr_callbacks.spike.guard.SpikeGuard`'s default.
+
+    With ``m`` the median of the last ``window`` values (spikes included, as a user reading the loss curve sees
+    them) and ``L0`` the median of the first ``window`` values (the loss scale at the start)::
+
+        spike  <=>  n >= window  and  m > 0  and  x >= ratio * m  and  x - m >= floor * L0
+
+    This is the definition of a *real spike* of ``lr-benchmark spikes`` (3x the median of the 10 steps before, and
+    at least 5 % of the initial loss above it), which the detector measures as it goes. The median follows a
+    loss that falls fast within half a window (an EMA lags it, so early spikes hide in its lag), a lone spike
+    does not move it, and a lasting change of level is taken in after half a window. ``floor`` keeps a
+    classifier whose loss is near zero from counting one hard example in a batch as a spike (the loss of a batch
+    can then be 10x its median and still tiny). A non-finite value is always a spike and never enters the window.
+    After a calm check, :attr:`suspect` says whether the value was at least ``sqrt(ratio)`` times the median.
+
+    Args:
+        ratio: Ratio to the window's median from which a value is a spike, ``> 1``.
+        window: Values in the median; the first decision is taken on value ``window + 1``, ``>= 1``.
+        floor: Least excess over the median of a spike, as a share of the first window's median, ``>= 0``.
+
+    Raises:
+        ValueError: For a number out of its range; the message names the argument.
+
+    Example:
+        >>> d = MedianDetector()
+        >>> [d.check(x) for x in [2.0, 1.8, 1.6, 1.5, 1.4, 1.3, 1.2, 1.1, 1.0, 0.9]]  # falling fast: the first window
+        [False, False, False, False, False, False, False, False, False, False]
+        >>> [d.check(x) for x in (0.85, 4.2, 0.8, 3.0, 0.8)]  # 4.2 is 3.8x the median 1.1; 3.0 is 2.9x it
+        [False, True, False, False, False]
+        >>> d.suspect  # 3.0 was more than sqrt(3) times the median: no state to roll back to
+        False
+    """
+
+    IDENTITY = ("ratio", "window", "floor")
+
+    def __init__(self, ratio: float = 3.0, window: int = 10, floor: float = 0.05) -> None:
+        self.ratio = check_number("ratio", ratio, gt=1)
+        self.window = check_number("window", window, ge=1, integer=True)
+        self.floor = check_number("floor", floor, ge=0)
+        self._suspect_ratio = math.sqrt(self.ratio)
+        self.values: list[float] = []  # the window, oldest first
+        self.initial: float | None = None
+        self.count = 0
+        self.suspect = False
+        self._t: dict[str, torch.Tensor] | None = None
+
+    @property
+    def level(self) -> float | None:
+        self._sync_from_tensors()
+        return _median(self.values) if self.values else None
+
+    def check(self, x: float) -> bool:
+        if self._t is not None:
+            self._sync_from_tensors()
+        self.suspect = False
+        if x != x or x in (math.inf, -math.inf):
+            return True
+        values = self.values
+        spike = False
+        if len(values) == self.window:
+            m = _median(values)
+            if self.initial is None:
+                self.initial = m
+            if m > 0.0:
+                spike = x >= self.ratio * m and x - m >= self.floor * self.initial
+                self.suspect = not spike and x >= self._suspect_ratio * m
+            del values[0]
+        values.append(x)
+        self.count += 1
+        return spike
+
+    def check_tensor(self, x: torch.Tensor) -> torch.Tensor:
+        t = self._tensors(x.device)
+        x = x.to(t["buf"].dtype)
+        buf, filled, initial = t["buf"], t["filled"], t["initial"]
+        finite = torch.isfinite(x)
+        ordered = torch.sort(buf).values
+        w = self.window
+        m = ordered[(w - 1) // 2 : w // 2 + 1].mean()
+        full = filled >= w
+        initial.copy_(torch.where(full & torch.isnan(initial), m, initial))
+        decide = finite & full & (m > 0)
+        spike = ~finite | (decide & (x >= self.ratio * m) & (x - m >= self.floor * initial))
+        t["suspect"].copy_(decide & ~spike & (x >= self._suspect_ratio * m))
+        # the window, oldest first: shift left by one and put x last (where finite)
+        shifted = torch.cat([buf[1:], x.reshape(1)])
+        buf.copy_(torch.where(finite, shifted, buf))
+        filled.add_(finite.to(filled.dtype)).clamp_(max=w)
+        t["n"].add_(finite.to(filled.dtype))
+        return spike
+
+    def suspect_tensor(self) -> torch.Tensor | None:
+        return None if self._t is None else self._t["suspect"]
+
+    def _tensors(self, device: torch.device) -> dict[str, torch.Tensor]:
+        if self._t is None or self._t["buf"].device != device:
+            dtype = _dtype(device)
+            # Unfilled slots hold +inf at the front (oldest): they sort last and leave the window once it is full.
+            values = [math.inf] * (self.window - len(self.values)) + self.values
+            self._t = {
+                "buf": torch.tensor(values, dtype=dtype, device=device),
+                "filled": torch.full((), len(self.values), dtype=torch.int64, device=device),
+                "n": torch.full((), self.count, dtype=torch.int64, device=device),
+                "initial": torch.full((), math.nan if self.initial is None else self.initial, dtype=dtype,
+                                      device=device),
+                "suspect": torch.full((), self.suspect, dtype=torch.bool, device=device),
+            }  # fmt: skip
+        return self._t
+
+    def _sync_from_tensors(self) -> None:
+        if self._t is not None:
+            t, self._t = self._t, None
+            filled = int(t["filled"])
+            self.values = t["buf"].tolist()[self.window - filled :]
+            initial = float(t["initial"])
+            self.initial = None if math.isnan(initial) else initial
+            self.count = int(t["n"])
+            self.suspect = bool(t["suspect"])
+
+    def state_dict(self) -> dict[str, Any]:
+        self._sync_from_tensors()
+        return {"values": list(self.values), "initial": self.initial, "count": self.count}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._t = None
+        self.values = list(state.get("values", self.values))[-self.window :]
+        self.initial = state.get("initial", self.initial)
+        self.count = state.get("count", self.count)
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    n = len(ordered)
+    return ordered[n // 2] if n % 2 else 0.5 * (ordered[n // 2 - 1] + ordered[n // 2])
+
+
+def has_device_path(detector: Any) -> bool:
+    """Whether ``detector`` decides on 0-d tensors (``check_tensor``) without reading them back to the host."""
+    check_tensor = getattr(type(detector), "check_tensor", None)
+    return check_tensor is not None and check_tensor is not SpikeDetector.check_tensor

@@ -8,17 +8,91 @@
   (:meth:`~TrainingState.restore`), or selects between copy and live tensors on the device without reading a
   decision back (:meth:`~TrainingState.select`, :meth:`~TrainingState.keep_unless`).
 - :class:`SpikeRecord` writes the batches to skip in Lightning's ``SpikeDetection`` format.
+- :class:`Backoff` is the policy of the ``"backoff"`` reaction: how far a spike cuts the LR, its floor, and its
+  recovery.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import math
 import os
-from typing import Any
+from typing import Any, Literal, get_args
 
 import lightning.pytorch as pl
 import torch
+
+from lr_callbacks._checks import check_number
+
+#: The named decays, as a ``Literal`` so that LightningCLI (jsonargparse) checks them when parsing.
+DecayName = Literal["halve", "sqrt"]
+DECAYS: dict[str, float] = dict(zip(get_args(DecayName), (0.5, math.sqrt(0.5))))
+
+
+def decay_factor(decay: Any) -> float:
+    """The factor of ``decay``: a name of :data:`DECAYS` or a float in ``(0, 1)``.
+
+    Raises:
+        ValueError: Naming ``decay`` and the allowed values.
+    """
+    if isinstance(decay, str) and decay in DECAYS:
+        return DECAYS[decay]
+    if isinstance(decay, (int, float)) and not isinstance(decay, bool) and 0.0 < decay < 1.0:
+        return float(decay)
+    raise ValueError(f"`decay` must be one of {list(DECAYS)} or a float in (0, 1), got {decay!r}.")
+
+
+class Backoff:
+    """The policy of the ``"backoff"`` reaction: at a spike every param group's spike scale ``s_g`` becomes
+    ``max(s_g * decay, min_lr / |base_lr_g|)`` (never more than it was), from the next step on; after
+    ``recovery_patience`` calm checks in a row it grows by ``recovery_factor``, capped at 1.
+
+    Args:
+        decay: ``"halve"`` (``* 0.5``), ``"sqrt"`` (``* sqrt(0.5)``), or a factor in ``(0, 1)``.
+        min_lr: Floor on the LR magnitude the spike scale alone can reach, ``>= 0``.
+        recovery_patience: Calm checks in a row before the scale grows back, ``>= 1``; ``None`` never recovers.
+        recovery_factor: Growth of the scale on recovery, ``> 1``.
+
+    Raises:
+        ValueError: For a value out of its range; the message names the argument and what is allowed.
+
+    Example:
+        >>> Backoff(decay="sqrt", recovery_patience=50)
+        Backoff(decay='sqrt', min_lr=1e-06, recovery_patience=50, recovery_factor=2.0)
+        >>> round(Backoff(decay="sqrt").factor, 4)
+        0.7071
+    """
+
+    DECAYS = DECAYS
+    IDENTITY = ("decay", "min_lr", "recovery_patience", "recovery_factor")
+
+    def __init__(
+        self,
+        decay: DecayName | float = "halve",
+        min_lr: float = 1e-6,
+        recovery_patience: int | None = None,
+        recovery_factor: float = 2.0,
+    ) -> None:
+        self.factor = decay_factor(decay)
+        self.decay = decay
+        self.min_lr = check_number("min_lr", min_lr, ge=0)
+        self.recovery_patience = (
+            None
+            if recovery_patience is None
+            else check_number("recovery_patience", recovery_patience, ge=1, integer=True)
+        )
+        self.recovery_factor = check_number("recovery_factor", recovery_factor, gt=1)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.IDENTITY)
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and repr(other) == repr(self)
+
+    def __hash__(self) -> int:
+        return hash(repr(self))
 
 
 def drop_update(optimizers: list[torch.optim.Optimizer]) -> None:

@@ -66,7 +66,9 @@ def test_every_public_callback_has_a_schema_and_a_yaml(name: str) -> None:
         f"[{config}_schema, _self_]`, then `{config}:` holding `_target_: {target}` and every argument, commented"
     )
     node = OmegaConf.load(path)
-    assert list(node.defaults) == [f"{config}_schema", "_self_"]
+    # nested objects (SpikeGuard's detector) come from a group of their own, between the schema and _self_
+    nested = [d for d in node.defaults if not isinstance(d, str) and all(f"@{config}." in k for k in d)]
+    assert list(node.defaults) == [f"{config}_schema", *nested, "_self_"]
     assert node[config]._target_ == target
 
 
@@ -235,7 +237,8 @@ def test_yaml_typo_fails_at_compose_naming_the_key(tmp_path: Path) -> None:
         ("callbacks.warmup.shape=cosin", ["linear", "cosine"]),
         ("callbacks.warmup_stable_decay.shape=sqrt", ["linear", "cosine", "1-sqrt"]),
         ("callbacks.lr_finder.suggestion=valey", ["race", "centered_min", "steepest", "valley", "min_div10"]),
-        ("callbacks.spike_adaptive.detector=zscor", ["ratio", "zscore", "tail"]),
+        ("callbacks.spike_adaptive.nan_policy=spik", ["spike", "ignore", "raise"]),
+        ("callbacks.spike_guard.nan_policy=ignor", ["spike", "ignore", "raise"]),
         ("callbacks.lr_monitor.logging_interval=epochs", ["step", "epoch"]),
     ],
 )
@@ -351,8 +354,13 @@ def _unoptional(type_: Any) -> Any:
 #: ``gamma: 0.5  # multiplicative factor per drop (default: 0.1)``
 DEFAULT_NOTE = re.compile(r"\(default: (?P<value>[^()]*)\)\s*$")
 #: the YAMLs that configure one object each, read line by line (keyed groups hold it under their file name)
-YAML_GROUPS = {"callbacks": True, "logger": True, "optimizer": False, "task": False, "data": False, "trainer": False}
+YAML_GROUPS = {
+    "callbacks": True, "logger": True, "optimizer": False, "task": False, "data": False, "trainer": False,
+    "spike_detector": False,
+}  # fmt: skip
 YAMLS = [f"{group}/{name}" for group in YAML_GROUPS for name in _options(group)]
+#: the value of a key that a defaults-list entry of its own sets (a nested object, such as SpikeGuard's detector)
+NESTED = object()
 
 
 def _yaml_object(config: str) -> tuple[dict[str, Any], dict[str, str], str]:
@@ -362,10 +370,14 @@ def _yaml_object(config: str) -> tuple[dict[str, Any], dict[str, str], str]:
     keyed = YAML_GROUPS[group]
     path = CONFIG_DIR / group / f"{name}.yaml"
     raw = OmegaConf.to_container(OmegaConf.load(path))
-    base = [d for d in raw.pop("defaults", []) if isinstance(d, str) and d not in ("_self_",) and "_schema" not in d]
+    defaults = raw.pop("defaults", [])
+    base = [d for d in defaults if isinstance(d, str) and d not in ("_self_",) and "_schema" not in d]
     node = raw[name] if keyed else raw
     indent = "  " if keyed else ""
-    comments = {}
+    # a nested object taken from a group of its own (`/spike_detector@spike_guard.detector: tail`): set, commented
+    nested = {key.rsplit(".", 1)[1] for d in defaults if isinstance(d, dict) for key in d if f"@{name}." in key}
+    node.update(dict.fromkeys(nested, NESTED))
+    comments = dict.fromkeys(nested, "from the defaults list")
     for line in path.read_text().splitlines():
         if m := re.match(rf"^{indent}(\w+):(?P<rest>.*)$", line):
             comment = re.search(r"\s#\s?(?P<text>.*)$", m["rest"])
@@ -380,8 +392,8 @@ def yaml_default_problems(config: str) -> list[str]:
     params = inspect.signature(get_object(target)).parameters
     problems = []
     for key, value in node.items():
-        if key.startswith("_") or params[key].default is inspect.Parameter.empty:
-            continue  # required: any value; an unknown key fails at compose time
+        if key.startswith("_") or params[key].default is inspect.Parameter.empty or value is NESTED:
+            continue  # required: any value; an unknown key fails at compose time; a nested object: its own YAML
         default = params[key].default
         note = DEFAULT_NOTE.search(comments.get(key, ""))
         if note is None and not _same(value, default):
@@ -424,7 +436,8 @@ def test_a_changed_signature_default_fails_the_yaml_check(monkeypatch: pytest.Mo
     "config",
     [f"callbacks/{n}" for n in _options("callbacks") if n in schemas.CALLBACK_SCHEMAS]
     + [f"task/{n}" for n in _options("task")]
-    + [f"data/{n}" for n in _options("data")],
+    + [f"data/{n}" for n in _options("data")]
+    + [f"spike_detector/{n}" for n in _options("spike_detector")],
 )
 def test_the_projects_yamls_list_every_argument(config: str) -> None:
     """Each YAML of a class of this project holds every argument (STYLE), so a new argument shows in conf/."""
@@ -434,3 +447,55 @@ def test_the_projects_yamls_list_every_argument(config: str) -> None:
     missing = set(_ctor_params(target)) - set(node)
     assert not missing, f"conf/{config}.yaml lacks {sorted(missing)} of {target}: add each with a comment"
     assert all(comments[key] for key in _ctor_params(target)), f"conf/{config}.yaml: comment every argument"
+
+
+# --------------------------------------------------------------------------- nested objects: SpikeGuard's detector
+
+
+def test_every_detector_has_a_schema_and_a_yaml() -> None:
+    from lr_callbacks.spike import MedianDetector, RatioDetector, TailDetector, ZScoreDetector
+
+    assert set(_options("spike_detector")) == set(schemas.DETECTOR_SCHEMAS)
+    targets = {get_object(conf._target_) for conf in schemas.DETECTOR_SCHEMAS.values()}
+    assert targets == {MedianDetector, RatioDetector, TailDetector, ZScoreDetector}
+
+
+@pytest.mark.parametrize("detector", _options("spike_detector"))
+def test_the_nested_detector_composes_and_instantiates(detector: str, tmp_path: Path) -> None:
+    """``callbacks=[spike_guard]`` nests the detector of conf/spike_detector/ (a ``_target_`` of its own); another is
+    picked on the command line, its arguments set, and a gradient-norm detector added, all checked by their schemas."""
+    from lr_callbacks.spike import MedianDetector
+
+    cfg = compose_cfg(["callbacks=[spike_guard]"], tmp_path)
+    (guard,) = instantiate_callbacks(cfg.callbacks)
+    assert isinstance(guard, lr_callbacks.SpikeGuard)
+    assert repr(guard.detector) == repr(MedianDetector())
+    cls = get_object(schemas.DETECTOR_TARGETS[detector])
+    key, value = ("ratio", 2.5) if detector == "median" else ("threshold", 1.5)
+    cfg = compose_cfg(
+        [
+            "callbacks=[spike_guard]",
+            f"spike_detector@callbacks.spike_guard.detector={detector}",
+            f"callbacks.spike_guard.detector.{key}={value}",
+            "+spike_detector@callbacks.spike_guard.grad_detector=zscore",
+            "callbacks.spike_guard.reactions=[skip,backoff]",
+            "callbacks.spike_guard.backoff={_target_: lr_callbacks.spike.Backoff, decay: sqrt}",
+        ],
+        tmp_path,
+    )
+    (guard,) = instantiate_callbacks(cfg.callbacks)
+    assert type(guard.detector) is cls
+    assert getattr(guard.detector, key) == value
+    assert type(guard.grad_detector).__name__ == "ZScoreDetector"
+    assert guard.reactions == ("skip", "backoff")
+    assert guard.backoff == lr_callbacks.spike.Backoff(decay="sqrt")
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [("callbacks.spike_guard.detector.tial=3", "tial"), ("callbacks.spike_guard.detector.warmup=soon", "warmup")],
+)
+def test_a_typo_in_the_nested_detector_fails_at_compose(override: str, key: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigCompositionException) as err:
+        compose_cfg(["callbacks=[spike_guard]", override], tmp_path)
+    assert key in str(err.value) + str(err.value.__cause__)

@@ -21,7 +21,8 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lr_callbacks import SpikeAdaptiveLR
+from lr_callbacks import SpikeAdaptiveLR, SpikeGuard
+from lr_callbacks.spike import RatioDetector
 from tests.helpers.paths import SHARED_DATA
 from tests.helpers.spike import Scripted
 from tests.helpers.tiny import LRRecorder, loader, tiny_trainer
@@ -206,7 +207,7 @@ def ema_reference(losses: Sequence[float], lr0: float, threshold: float, beta: f
 
 def test_step_interval_with_ema_baseline() -> None:
     steps = [1.0, 1.0, 1.05, 1.3, 1.2, 1.1, 1.4, 0.9, 0.8, 1.0, 0.9, 1.5]
-    spike = SpikeAdaptiveLR(interval="step", detector="ratio", ema=0.8, reactions="backoff")
+    spike = SpikeGuard(RatioDetector(ema=0.8), reactions="backoff")
     recorder, _ = run_scripted(steps, spike, per_step=True, max_epochs=len(steps) // BATCHES)
     got = [row[0] for row in recorder.lrs]
     assert got == pytest.approx(ema_reference(steps, 0.1, 1.1, 0.8), rel=1e-15)
@@ -219,7 +220,7 @@ def test_step_interval_with_ema_baseline() -> None:
 
 def test_step_interval_counts_optimizer_steps_under_accumulation() -> None:
     steps = [1.0, 1.5, 1.5, 2.0]
-    spike = SpikeAdaptiveLR(interval="step", detector="ratio", reactions="backoff")
+    spike = SpikeGuard(RatioDetector(), reactions="backoff")
     recorder, _ = run_scripted(steps, spike, per_step=True, max_epochs=4, accumulate_grad_batches=2)
     # One optimizer step per epoch (2 batches, accumulate 2): one check per step, on the unscaled loss.
     assert [row[0] for row in recorder.lrs] == [0.1, 0.1, 0.05, 0.05]
@@ -259,12 +260,22 @@ def test_nan_policy_ignore_and_raise() -> None:
 
 
 class StateProbe(Callback):
-    """Deep copies of the weights and optimizer state at every epoch end."""
+    """Deep copies of the weights and optimizer state at every epoch end, or (``at_last_batch``) after the last
+    batch of every epoch: before any callback's epoch-end hook (LR callbacks run first among a trainer's)."""
 
-    def __init__(self) -> None:
+    def __init__(self, at_last_batch: bool = False) -> None:
         self.states: list[dict[str, Any]] = []
+        self.at_last_batch = at_last_batch
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        if self.at_last_batch and trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            self._take(trainer, pl_module)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self.at_last_batch:
+            self._take(trainer, pl_module)
+
+    def _take(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         opt = trainer.optimizers[0]
         self.states.append(
             {
@@ -286,7 +297,7 @@ def _identical(a: dict[str, Any], b: dict[str, Any]) -> bool:
 
 def test_rollback_restores_pre_spike_weights_and_optimizer_state_bit_identical() -> None:
     script = [1.0, 1.0, 1.0, 8.0, 1.0, 1.0]
-    before, after = StateProbe(), StateProbe()
+    before, after = StateProbe(at_last_batch=True), StateProbe()
     spike = SpikeAdaptiveLR(rollback=True)
     torch.manual_seed(0)
     model = Scripted(script, mode="scale", base_lrs=(0.05,), optimizer=torch.optim.Adam)
@@ -362,22 +373,17 @@ def test_works_without_a_logger() -> None:
         ({"rollback": "yes"}, "rollback"),
         ({"nan_policy": "zero"}, "nan_policy"),
         ({"monitor": ""}, "monitor"),
-        ({"detector": "mad"}, "detector"),
-        ({"z_threshold": 3.0}, "z_threshold"),  # applies to the z-score detector only
+        # the deprecated step-level arguments: refused at epoch level, where they never applied
+        ({"detector": "zscore"}, "detector"),
+        ({"z_threshold": 3.0}, "z_threshold"),
         ({"warmup": 5}, "warmup"),
-        ({"interval": "step", "z_threshold": 0.0}, "z_threshold"),
-        ({"interval": "step", "warmup": 0}, "warmup"),
-        ({"interval": "step", "ema": 0.0}, "ema"),
-        ({"tail": 2.0}, "tail"),  # applies to the tail detector only
-        ({"interval": "step", "detector": "zscore", "tail": 2.0}, "tail"),
-        ({"interval": "step", "tail": 1.0}, "tail"),
-        ({"reactions": "restart"}, "reactions"),
-        ({"reactions": ("skip",)}, "reactions"),  # skip acts on steps
+        ({"tail": 2.0}, "tail"),
+        ({"reactions": ("skip",)}, "reactions"),
         ({"reactions": "record"}, "reactions"),
-        ({"grad_norm": 1}, "grad_norm"),
-        ({"record_path": ""}, "record_path"),
-        ({"sync_every": 0}, "sync_every"),
-        ({"snapshot_every": 1.5}, "snapshot_every"),
+        ({"grad_norm": True}, "grad_norm"),
+        ({"record_path": "x.json"}, "record_path"),
+        ({"sync_every": 2}, "sync_every"),
+        ({"snapshot_every": 2}, "snapshot_every"),
     ],
 )
 def test_bad_arguments_name_the_argument(kwargs: dict[str, Any], name: str) -> None:
@@ -400,8 +406,14 @@ def test_state_dict_round_trip() -> None:
     assert fresh.baseline == 2.0
     assert fresh.calm == 1
     assert fresh.spikes == [1]
-    assert fresh.state_key == spike.state_key == SpikeAdaptiveLR(recovery_patience=5).state_key
-    assert SpikeAdaptiveLR(threshold=1.2).state_key != spike.state_key
+    assert fresh.state_key == spike.state_key
+    # every argument tells two instances apart
+    others = [SpikeAdaptiveLR(recovery_patience=5), SpikeAdaptiveLR(threshold=1.2), SpikeAdaptiveLR(rollback=True),
+              SpikeAdaptiveLR(recovery_patience=3, ema=0.5), SpikeAdaptiveLR(recovery_patience=3, min_lr=0.0),
+              SpikeAdaptiveLR(recovery_patience=3, nan_policy="ignore"), SpikeAdaptiveLR(recovery_patience=3,
+              recovery_factor=3.0), SpikeAdaptiveLR(recovery_patience=3, decay="sqrt"),
+              SpikeAdaptiveLR(recovery_patience=3, monitor="val")]  # fmt: skip
+    assert len({spike.state_key, *(o.state_key for o in others)}) == len(others) + 1
     empty = SpikeAdaptiveLR()
     empty.load_state_dict({})
     assert empty.scales is None
@@ -422,18 +434,15 @@ CHOICES = [
     ("interval", SpikeAdaptiveLR.INTERVALS, "`interval` must be one of ['epoch', 'step'], got 'nope'."),
     ("nan_policy", SpikeAdaptiveLR.NAN_POLICIES,
      "`nan_policy` must be one of ['spike', 'ignore', 'raise'], got 'nope'."),
-    ("detector", SpikeAdaptiveLR.DETECTORS, "`detector` must be one of ['ratio', 'zscore', 'tail'], got 'nope'."),
     ("decay", tuple(SpikeAdaptiveLR.DECAYS),
      "`decay` must be one of ['halve', 'sqrt'] or a float in (0, 1), got 'nope'."),
-    ("reactions", SpikeAdaptiveLR.REACTIONS,
-     "`reactions` must hold names from ['backoff', 'skip', 'rollback', 'record'], got 'nope'."),
 ]  # fmt: skip
 
 
 @pytest.mark.parametrize(("argument", "allowed", "message"), CHOICES, ids=[c[0] for c in CHOICES])
 def test_choice_hints_are_the_allowed_values_of_the_runtime_check(argument: str, allowed: tuple, message: str) -> None:
-    """Each choice is a ``Literal`` in the signature (reactions: one or a sequence of them), and the class constant the
-    runtime check uses is that ``Literal``'s values."""
+    """Each choice is a ``Literal`` in the signature, and the class constant the runtime check uses is that
+    ``Literal``'s values."""
     hint = typing.get_type_hints(SpikeAdaptiveLR.__init__)[argument]
     assert set(_literals(hint)) == {allowed}
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
@@ -445,21 +454,16 @@ def test_lightning_cli_parses_the_choices_and_refuses_others_by_name() -> None:
 
     parser = ArgumentParser(exit_on_error=False)
     parser.add_class_arguments(SpikeAdaptiveLR, "spike")
-    args = ["--spike.interval=step", "--spike.reactions=[skip,record]", "--spike.decay=0.3",
-            "--spike.nan_policy=ignore", "--spike.detector=tail", "--spike.tail=3"]  # fmt: skip
+    args = ["--spike.decay=0.3", "--spike.nan_policy=ignore", "--spike.ema=0.5", "--spike.rollback=true",
+            "--spike.recovery_patience=4"]  # fmt: skip
     spike = parser.instantiate(parser.parse_args(args)).spike
-    assert (spike.interval, spike.reactions, spike.decay_factor, spike.nan_policy, spike.tail) == (
-        "step", ("skip", "record"), 0.3, "ignore", 3.0,
+    assert (spike.decay_factor, spike.nan_policy, spike.ema, spike.rollback, spike.recovery_patience) == (
+        0.3, "ignore", 0.5, True, 4,
     )  # fmt: skip
-    assert parser.parse_args(["--spike.reactions=rollback", "--spike.decay=sqrt"]).spike.reactions == "rollback"
-    for key, value in [("detector", "mad"), ("reactions", "[skip,restart]"), ("decay", "cube"), ("nan_policy", "zero")]:
+    assert spike.reactions == ("backoff", "rollback")
+    assert parser.parse_args(["--spike.decay=sqrt"]).spike.decay == "sqrt"
+    for key, value in [("decay", "cube"), ("nan_policy", "zero"), ("interval", "batch")]:
         with pytest.raises(ArgumentError, match=f'Parser key "spike.{key}"'):
             parser.parse_args([f"--spike.{key}={value}"])
-
-
-def test_each_step_detector_has_its_own_defaults() -> None:
-    tail = SpikeAdaptiveLR(interval="step")
-    zscore = SpikeAdaptiveLR(interval="step", detector="zscore")
-    assert (tail.detector.tail, tail.detector.z, tail.detector.ema, tail.detector.warmup) == (2.5, 3.0, 0.95, 50)
-    assert (zscore.detector.z, zscore.detector.ema, zscore.detector.warmup, zscore.tail) == (6.0, 0.95, 50, None)
-    assert SpikeAdaptiveLR(interval="step", tail=4.0, z_threshold=2.0).detector.tail == 4.0
+    with pytest.raises(ArgumentError, match="detector"):  # the step-level arguments are SpikeGuard's
+        parser.parse_args(["--spike.detector=tail"])

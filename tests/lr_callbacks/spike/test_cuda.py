@@ -1,4 +1,4 @@
-"""SpikeAdaptiveLR on a CUDA device: ``precision="16-mixed"`` with its GradScaler, and the device path's promise
+"""SpikeGuard on a CUDA device: ``precision="16-mixed"`` with its GradScaler, and the device path's promise
 of no host synchronisation between read-backs. Skipped where no GPU exists."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
-from lr_callbacks import SpikeAdaptiveLR
+from lr_callbacks import SpikeGuard
+from lr_callbacks.spike import TailDetector
 from tests.helpers.spike import Scripted, StepProbe, identical
 from tests.helpers.tiny import loader, tiny_trainer
 
@@ -50,7 +51,9 @@ def fit(callbacks: list[Any], model: pl.LightningModule, **kwargs: Any) -> pl.Tr
 
 @pytest.mark.parametrize(("reactions", "back_to"), [("skip", SPIKE_AT), ("rollback", SPIKE_AT - 1)])
 def test_16_mixed_skip_and_rollback_restore_the_grad_scaler(reactions: str, back_to: int) -> None:
-    spike = SpikeAdaptiveLR(interval="step", reactions=reactions, warmup=5, snapshot_every=1)
+    spike = SpikeGuard(
+        TailDetector(warmup=5), reactions=reactions, snapshot_every=1 if reactions == "rollback" else None
+    )
     probe = ScalerProbe()
     torch.manual_seed(0)
     model = Scripted(values(), mode="scale", per_step=True, base_lrs=(0.05,), optimizer=torch.optim.Adam)
@@ -77,7 +80,7 @@ class InfGradient(pl.Callback):
 
 
 def test_16_mixed_a_step_the_scaler_skips_still_counts_and_feeds_the_detector() -> None:
-    spike = SpikeAdaptiveLR(interval="step", reactions=("skip", "backoff"), warmup=5)
+    spike = SpikeGuard(TailDetector(warmup=5), reactions=("skip", "backoff"))
     probe = ScalerProbe()
     torch.manual_seed(0)
     model = Scripted([1.0] * STEPS, mode="scale", per_step=True, base_lrs=(0.05,))
@@ -89,7 +92,7 @@ def test_16_mixed_a_step_the_scaler_skips_still_counts_and_feeds_the_detector() 
     assert spike.detector.state_dict()["count"] == STEPS
 
 
-def _guard_syncs(spike: SpikeAdaptiveLR, sync_every: int) -> None:
+def _guard_syncs(spike: SpikeGuard, sync_every: int) -> None:
     """Turn every host synchronisation inside the callback's per-step hooks into an error, except read-backs."""
 
     def guard(hook: Any) -> Any:
@@ -123,7 +126,8 @@ def test_device_path_has_no_host_sync_and_matches_the_host_path(optimizer: Any, 
 
     runs = []
     for sync_every in (1, 8):
-        spike = SpikeAdaptiveLR(interval="step", reactions=reactions, warmup=5, sync_every=sync_every, snapshot_every=2)
+        every = 2 if reactions == "rollback" else None
+        spike = SpikeGuard(TailDetector(warmup=5), reactions=reactions, sync_every=sync_every, snapshot_every=every)
         if sync_every > 1:
             _guard_syncs(spike, sync_every)
         probe = StepProbe()
@@ -138,7 +142,7 @@ def test_device_path_has_no_host_sync_and_matches_the_host_path(optimizer: Any, 
 
 
 def test_device_path_falls_back_to_host_reads_for_adam_step_counters_on_the_cpu() -> None:
-    spike = SpikeAdaptiveLR(interval="step", reactions="skip", warmup=5, sync_every=8)
+    spike = SpikeGuard(TailDetector(warmup=5), reactions="skip", sync_every=8)
     probe = StepProbe()
     torch.manual_seed(0)
     model = Scripted(values(), mode="scale", per_step=True, base_lrs=(0.05,), optimizer=torch.optim.Adam)

@@ -1,4 +1,4 @@
-"""SpikeAdaptiveLR under DDP (2 CPU processes, gloo): a spike on one rank only, seen and handled by both."""
+"""SpikeGuard and SpikeAdaptiveLR under DDP (2 CPU processes, gloo): a spike on one rank, handled by both."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from torch import nn
 
-from lr_callbacks import SpikeAdaptiveLR
+from lr_callbacks import SpikeAdaptiveLR, SpikeGuard
+from lr_callbacks.spike import TailDetector
 from tests.helpers.spike import ResumableLoader
 from tests.helpers.tiny import TinyRegression, loader
 
@@ -58,7 +59,7 @@ class Report(Callback):
         self.after.append(self._weights(pl_module))
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        spike = next(cb for cb in trainer.callbacks if isinstance(cb, SpikeAdaptiveLR))
+        spike = next(cb for cb in trainer.callbacks if isinstance(cb, (SpikeAdaptiveLR, SpikeGuard)))
         data = {
             "lrs": self.lrs,
             "before": self.before,
@@ -94,7 +95,7 @@ def ddp_trainer(callbacks: list[Callback], tmp_path: Path, epochs: int, **kwargs
 
 
 def test_one_rank_spike_is_skipped_and_backed_off_on_every_rank(tmp_path: Path) -> None:
-    spike = SpikeAdaptiveLR(interval="step", reactions=("skip", "backoff", "record"), warmup=3)
+    spike = SpikeGuard(TailDetector(warmup=3), reactions=("skip", "backoff", "record"))
     trainer = ddp_trainer([spike, Report(str(tmp_path))], tmp_path, epochs=8, enable_checkpointing=False)
     # 32 samples, batch 8, 2 ranks: 2 steps per epoch.
     trainer.fit(OneRankSpike(base_lrs=(0.05,), optimizer=torch.optim.SGD, momentum=0.9), loader(n=32, batch_size=8))

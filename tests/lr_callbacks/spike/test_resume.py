@@ -15,7 +15,8 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from lr_callbacks import SpikeAdaptiveLR
+from lr_callbacks import SpikeAdaptiveLR, SpikeGuard
+from lr_callbacks.spike import Backoff, TailDetector
 from tests.helpers.spike import ResumableLoader, Scripted, StepProbe, identical
 from tests.helpers.tiny import tiny_trainer
 
@@ -54,7 +55,7 @@ def assert_same_continuation(full: dict[str, Any], resumed: dict[str, Any], resu
 
 def callback_state(path: Path) -> dict[str, Any]:
     checkpoint = torch.load(path, weights_only=False)
-    return next(v for k, v in checkpoint["callbacks"].items() if k.startswith("SpikeAdaptiveLR"))
+    return next(v for k, v in checkpoint["callbacks"].items() if k.startswith(("SpikeAdaptiveLR", "SpikeGuard")))
 
 
 def test_epoch_rule_resumes_with_the_partial_epoch_loss(tmp_path: Path) -> None:
@@ -76,9 +77,12 @@ def test_step_level_rollback_and_pending_recovery_resume(tmp_path: Path) -> None
     values = [1.0] * 32
     values[9] = values[17] = 1e3
 
-    def make() -> SpikeAdaptiveLR:
-        return SpikeAdaptiveLR(
-            interval="step", reactions=("rollback", "backoff"), warmup=3, snapshot_every=1, recovery_patience=4
+    def make() -> SpikeGuard:
+        return SpikeGuard(
+            TailDetector(warmup=3),
+            reactions=("rollback", "backoff"),
+            backoff=Backoff(recovery_patience=4),
+            snapshot_every=1,
         )
 
     full, resumed = resume_pair(make, values, resume_at=11, epochs=8, tmp_path=tmp_path)
@@ -97,8 +101,8 @@ def test_rollback_right_after_resume_uses_the_checkpointed_copy(tmp_path: Path) 
     values = [1.0] * 24
     values[9] = values[11] = 1e3  # step 11 is the first after the resume
 
-    def make() -> SpikeAdaptiveLR:
-        return SpikeAdaptiveLR(interval="step", reactions="rollback", warmup=3, snapshot_every=1)
+    def make() -> SpikeGuard:
+        return SpikeGuard(TailDetector(warmup=3), reactions="rollback", snapshot_every=1)
 
     full, resumed = resume_pair(make, values, resume_at=11, epochs=6, tmp_path=tmp_path)
     assert full["spike"].spikes == [9, 11]
@@ -110,8 +114,8 @@ def test_step_level_device_path_resumes_with_decisions_not_yet_read_back(tmp_pat
     values = [1.0] * 24
     values[8] = 1e3
 
-    def make() -> SpikeAdaptiveLR:
-        return SpikeAdaptiveLR(interval="step", reactions=("skip", "backoff"), warmup=3, sync_every=6)
+    def make() -> SpikeGuard:
+        return SpikeGuard(TailDetector(warmup=3), reactions=("skip", "backoff"), sync_every=6)
 
     full, resumed = resume_pair(make, values, resume_at=9, epochs=6, tmp_path=tmp_path)
     state = callback_state(tmp_path / "step=9.ckpt")
@@ -128,10 +132,10 @@ def test_resume_under_bf16_mixed(tmp_path: Path, interval: str) -> None:
     values = [1.0] * 4 + [4.0, 4.0, 4.0, 1.0] + [1.0] * 8
     values[13] = 1e3
 
-    def make() -> SpikeAdaptiveLR:
+    def make() -> SpikeAdaptiveLR | SpikeGuard:
         if interval == "epoch":
             return SpikeAdaptiveLR(rollback=True)
-        return SpikeAdaptiveLR(interval="step", reactions="rollback", warmup=3, snapshot_every=2)
+        return SpikeGuard(TailDetector(warmup=3), reactions="rollback", snapshot_every=2)
 
     full, resumed = resume_pair(make, values, resume_at=6, epochs=4, tmp_path=tmp_path, precision="bf16-mixed")
     assert full["spike"].spikes

@@ -16,7 +16,8 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from torch import nn
 
-from lr_callbacks import SpikeAdaptiveLR
+from lr_callbacks import SpikeAdaptiveLR, SpikeGuard
+from lr_callbacks.spike import Backoff
 from lr_callbacks.spike.detectors import RatioDetector, TailDetector, ZScoreDetector
 from tests.helpers.spike import Scripted, StepProbe, identical
 from tests.helpers.tiny import TinyRegression, loader, tiny_trainer
@@ -32,7 +33,7 @@ def script(spike_at: int | tuple[int, ...] = SPIKE_AT, factor: float = 1e3, n: i
 
 
 def run(
-    callback: SpikeAdaptiveLR,
+    callback: SpikeAdaptiveLR | SpikeGuard,
     values: list[float],
     optimizer: Any = torch.optim.SGD,
     mode: str = "scale",
@@ -272,7 +273,7 @@ def test_device_statistics_equal_host_statistics_bitwise(kind: str) -> None:
     "optimizer", [torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW], ids=["sgd-momentum", "adam", "adamw-wd"]
 )
 def test_skip_leaves_weights_and_optimizer_state_bit_identical(optimizer: Any) -> None:
-    spike = SpikeAdaptiveLR(interval="step", reactions="skip", warmup=5)
+    spike = SpikeGuard(TailDetector(warmup=5), reactions="skip")
     probe, _, _ = run(spike, script(), optimizer=optimizer)
     assert spike.spikes == [SPIKE_AT]
     assert spike.steps_lost == 1
@@ -290,7 +291,7 @@ def test_skip_leaves_weights_and_optimizer_state_bit_identical(optimizer: Any) -
 
 @pytest.mark.parametrize(("every", "back_to", "lost"), [(1, SPIKE_AT - 1, 2), (4, 12, 4)])
 def test_rollback_restores_the_copy_before_the_last_refresh(every: int, back_to: int, lost: int) -> None:
-    spike = SpikeAdaptiveLR(interval="step", reactions="rollback", warmup=5, snapshot_every=every)
+    spike = SpikeGuard(TailDetector(warmup=5), reactions="rollback", snapshot_every=every)
     probe, _, _ = run(spike, script(), optimizer=torch.optim.Adam)
     assert spike.spikes == [SPIKE_AT]
     # Weights, Adam moments and step counts after the spiking step are those from before step `back_to`.
@@ -307,6 +308,7 @@ class LRShock(pl.Callback):
             group["lr"] = group["initial_lr"] * (1000.0 if trainer.global_step == SPIKE_AT - 1 else 1.0)
 
 
+DETECTORS = {"zscore": ZScoreDetector, "tail": TailDetector}
 PATHS = {"fast": {}, "host": {"nan_policy": "ignore"}, "device": {"sync_every": 4}}  # the ways a step is decided
 
 
@@ -320,9 +322,7 @@ def test_rollback_undoes_a_too_high_lr_step(detector: str, flagged: int, path: s
     rollback copy, so the rollback still lands before the shock: on the host's fast and full paths, and on the
     device path (exercised on the CPU), which selects the copy without reading the decision back.
     """
-    spike = SpikeAdaptiveLR(
-        interval="step", reactions="rollback", warmup=5, snapshot_every=1, detector=detector, **PATHS[path]
-    )
+    spike = SpikeGuard(DETECTORS[detector](warmup=5), reactions="rollback", snapshot_every=1, **PATHS[path])
     probe = StepProbe()
     torch.manual_seed(0)
     model = TinyRegression(base_lrs=(0.05,))
@@ -341,7 +341,7 @@ def test_rollback_undoes_a_too_high_lr_step(detector: str, flagged: int, path: s
 
 
 def test_step_backoff_applies_from_the_next_step_and_recovers() -> None:
-    spike = SpikeAdaptiveLR(interval="step", reactions="backoff", warmup=5, recovery_patience=3)
+    spike = SpikeGuard(TailDetector(warmup=5), reactions="backoff", backoff=Backoff(recovery_patience=3))
     probe, _, _ = run(spike, script(), mode="replace")  # a scripted loss: the update of step 15 does no harm
     lrs = [row[0] for row in probe.lrs]
     want = [0.05] * (SPIKE_AT + 1) + [0.025] * 3 + [0.05] * (STEPS - SPIKE_AT - 4)
@@ -363,7 +363,8 @@ def test_record_writes_lightning_skip_file(
     tmp_path: Path, reactions: str, accumulate: int, batches: list[int], listed: list[int]
 ) -> None:
     values = script(SPIKE_AT if accumulate == 1 else 9, n=STEPS if accumulate == 1 else 12)
-    spike = SpikeAdaptiveLR(interval="step", reactions=(reactions, "record"), warmup=5, snapshot_every=1)
+    every = 1 if reactions == "rollback" else None
+    spike = SpikeGuard(TailDetector(warmup=5), reactions=(reactions, "record"), snapshot_every=every)
     run(spike, values, default_root_dir=str(tmp_path), accumulate_grad_batches=accumulate, max_epochs=12)
     path = tmp_path / "skip_batches.json"
     # Lightning's SpikeDetection writes json.dump(list_of_batch_indices, f, indent=4).
@@ -376,10 +377,10 @@ def test_record_writes_lightning_skip_file(
 
 
 def test_default_step_configuration(tmp_path: Path) -> None:
-    """What `SpikeAdaptiveLR(interval="step")` does out of the box: the tail detector after 50 steps, rollback,
-    record. 8 batches per epoch (a 2-batch toy's loss swings 5x from one batch to the other)."""
+    """The previous step-level default (`SpikeAdaptiveLR(interval="step")`): the tail detector after 50 steps,
+    rollback, record. 8 batches per epoch (a 2-batch toy's loss swings 5x from one batch to the other)."""
     values = script(75, factor=1e5, n=96)
-    spike = SpikeAdaptiveLR(interval="step")
+    spike = SpikeGuard(TailDetector(), reactions=("rollback", "record"))
     torch.manual_seed(0)
     model = Scripted(values, mode="scale", per_step=True, base_lrs=(0.05,), momentum=0.9)
     probe = StepProbe()
@@ -400,7 +401,7 @@ def test_reactions_appear_in_tensorboard_as_event_marks(tmp_path: Path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     logger = TensorBoardLogger(tmp_path, name="", version="")
-    spike = SpikeAdaptiveLR(interval="step", reactions=("skip", "backoff"), warmup=5)
+    spike = SpikeGuard(TailDetector(warmup=5), reactions=("skip", "backoff"))
     run(spike, script(), logger=logger, log_every_n_steps=4)
     logger.finalize("success")
     events = EventAccumulator(logger.log_dir).Reload()
@@ -409,9 +410,9 @@ def test_reactions_appear_in_tensorboard_as_event_marks(tmp_path: Path) -> None:
     scale = {e.step: e.value for e in events.Scalars("spike_scale-SGD")}
     assert {s for s, v in detected.items() if v == 1.0} == {SPIKE_AT}
     assert {s for s, v in skipped.items() if v == 1.0} == {SPIKE_AT}
-    assert {0, 4, 8, 12, 16, 20} <= set(detected)  # the resting line at the logging cadence
+    assert {3, 7, 11, 15, 19, 23} <= set(detected)  # the resting line at self.log's cadence, (step + 1) % 4 == 0
     assert scale[SPIKE_AT] == 0.5
-    assert scale[12] == 1.0
+    assert scale[11] == 1.0  # before the spike
 
 
 # --- the device path (decisions kept as tensors), exercised on the CPU -----------------------------------------
@@ -420,8 +421,9 @@ def test_reactions_appear_in_tensorboard_as_event_marks(tmp_path: Path) -> None:
 @pytest.mark.parametrize("reactions", [("skip",), ("rollback",)])
 def test_device_path_matches_host_path_bitwise(reactions: tuple[str, ...]) -> None:
     values = script((9, SPIKE_AT))
-    host = SpikeAdaptiveLR(interval="step", reactions=reactions, warmup=5, snapshot_every=2)
-    device = SpikeAdaptiveLR(interval="step", reactions=reactions, warmup=5, snapshot_every=2, sync_every=4)
+    every = 2 if "rollback" in reactions else None
+    host = SpikeGuard(TailDetector(warmup=5), reactions=reactions, snapshot_every=every)
+    device = SpikeGuard(TailDetector(warmup=5), reactions=reactions, snapshot_every=every, sync_every=4)
     probe_h, model_h, _ = run(host, values, optimizer=torch.optim.SGD)
     probe_d, model_d, _ = run(device, values, optimizer=torch.optim.SGD)
     assert device._on_device
@@ -433,7 +435,7 @@ def test_device_path_matches_host_path_bitwise(reactions: tuple[str, ...]) -> No
 
 
 def test_device_path_backs_off_at_the_read_back() -> None:
-    spike = SpikeAdaptiveLR(interval="step", reactions="backoff", warmup=5, sync_every=4)
+    spike = SpikeGuard(TailDetector(warmup=5), reactions="backoff", sync_every=4)
     probe = StepProbe()
     model = Scripted(script(9), per_step=True, base_lrs=(0.05,))
     tiny_trainer([spike, probe], max_epochs=3).fit(model, loader(n=64, batch_size=8))  # 8 steps per epoch
@@ -445,7 +447,7 @@ def test_device_path_backs_off_at_the_read_back() -> None:
 
 def test_device_path_reads_nothing_back_between_syncs(monkeypatch: pytest.MonkeyPatch) -> None:
     """Between read-backs the hooks never turn a tensor into a Python value (a host sync on a GPU)."""
-    spike = SpikeAdaptiveLR(interval="step", reactions="rollback", warmup=5, sync_every=8, snapshot_every=2)
+    spike = SpikeGuard(TailDetector(warmup=5), reactions="rollback", sync_every=8, snapshot_every=2)
     reads: list[str] = []
     guarded = ("item", "tolist", "__bool__", "__float__", "__int__", "__index__")
     originals = {name: getattr(torch.Tensor, name) for name in guarded}
@@ -494,9 +496,7 @@ class ManualScripted(Scripted):
 
 def test_manual_optimization_reads_the_returned_loss_and_rolls_back() -> None:
     # The z-score rule: the toy's steeply falling loss makes the tail detector's level lag (one step late).
-    spike = SpikeAdaptiveLR(
-        interval="step", reactions=("rollback", "backoff"), warmup=5, snapshot_every=1, detector="zscore"
-    )
+    spike = SpikeGuard(ZScoreDetector(warmup=5), reactions=("rollback", "backoff"), snapshot_every=1)
     probe = StepProbe()
     torch.manual_seed(0)
     model = ManualScripted(script(), mode="scale", per_step=True, base_lrs=(0.05,))
@@ -521,13 +521,11 @@ def test_manual_optimization_refuses_skip() -> None:
     torch.manual_seed(0)
     model = ManualScripted(script(), mode="scale", per_step=True)
     with pytest.raises(MisconfigurationException, match="skip"):
-        tiny_trainer([SpikeAdaptiveLR(interval="step", reactions="skip")], max_epochs=1).fit(
-            model, loader(n=16, batch_size=8)
-        )
+        tiny_trainer([SpikeGuard(reactions="skip")], max_epochs=1).fit(model, loader(n=16, batch_size=8))
 
 
 def test_manual_optimization_with_monitor() -> None:
-    spike = SpikeAdaptiveLR(monitor="score", interval="step", reactions="backoff", detector="ratio")
+    spike = SpikeGuard(RatioDetector(), reactions="backoff", monitor="score")
     probe = StepProbe()
     values = [1.0, 1.0, 1.5, 1.5, 1.5, 2.0]
     model = ManualScripted(values, mode="replace", per_step=True, log_as="score", base_lrs=(0.05,))
@@ -560,7 +558,7 @@ class TwoOptimizers(TinyRegression):
 
 
 def test_two_optimizers_share_the_decision() -> None:
-    spike = SpikeAdaptiveLR(interval="step", reactions="backoff", warmup=5)
+    spike = SpikeGuard(TailDetector(warmup=5), reactions="backoff")
     probe = StepProbe()
     torch.manual_seed(0)
     tiny_trainer([spike, probe], max_epochs=12).fit(TwoOptimizers(script()), loader(n=16, batch_size=8))
@@ -573,7 +571,7 @@ def test_two_optimizers_share_the_decision() -> None:
 
 
 def test_monitor_at_step_level_reads_this_steps_logged_value() -> None:
-    spike = SpikeAdaptiveLR(monitor="score", interval="step", reactions="skip", warmup=5)
+    spike = SpikeGuard(TailDetector(warmup=5), reactions="skip", monitor="score")
     values = script()
     torch.manual_seed(0)
     model = Scripted(values, mode="scale", per_step=True, log_as="score", base_lrs=(0.05,))
@@ -588,7 +586,8 @@ def test_monitor_at_step_level_reads_this_steps_logged_value() -> None:
 
 def test_bf16_mixed_skip_and_rollback() -> None:
     for reactions, back_to in (("skip", SPIKE_AT), ("rollback", SPIKE_AT - 1)):
-        spike = SpikeAdaptiveLR(interval="step", reactions=reactions, warmup=5, snapshot_every=1)
+        every = 1 if reactions == "rollback" else None
+        spike = SpikeGuard(TailDetector(warmup=5), reactions=reactions, snapshot_every=every)
         probe, _, _ = run(spike, script(), optimizer=torch.optim.Adam, precision="bf16-mixed")
         assert spike.spikes == [SPIKE_AT]
         assert identical(probe.after[SPIKE_AT], probe.before[back_to])
