@@ -25,13 +25,21 @@ checks that change their contribution.
 
 from __future__ import annotations
 
+import math
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import (
+    BatchSizeFinder,
+    Callback,
+    GradientAccumulationScheduler,
+    LearningRateFinder,
+    LearningRateMonitor,
+    StochasticWeightAveraging,
+)
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from typing_extensions import override
 
@@ -189,11 +197,20 @@ class LRContributor(IdentifiedCallback):
             return "it has no check to replay without a trainer"
         return None
 
+    def _check_trainer(self, trainer: pl.Trainer) -> None:
+        """Raise a ``MisconfigurationException`` for a trainer this contributor cannot serve (a no-op here)."""
+
     # --- hooks --------------------------------------------------------------------------------------
+
+    @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            run_lr_callbacks_first(trainer)
 
     @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         check_lr_setup(trainer)
+        self._check_trainer(trainer)
         capture_base_lrs(trainer)
         # Built anew at the first write of this fit, after the checkpoint is restored.
         _PLANS.pop(trainer, None)
@@ -224,6 +241,9 @@ class LRContributor(IdentifiedCallback):
         plan = self._current_plan(trainer)
         if plan.last is self:
             plan.write(trainer.optimizers)
+            # LearningRateMonitor's cadence for epoch schedulers: each epoch's start
+            if not plan.writes_each_step and plan.logs_lrs and trainer.loggers:
+                log_metrics(trainer, current_lrs(trainer))
 
     @override
     def on_train_batch_start(
@@ -237,18 +257,19 @@ class LRContributor(IdentifiedCallback):
             and plan.callbacks is trainer.callbacks
             and plan.n_callbacks == len(trainer.callbacks)
         ):
-            return  # no step clock, and not the one that writes or logs each step
-        if batch_idx % trainer.accumulate_grad_batches:
-            return  # inside an accumulation window: same step, same LR
-        if self.interval == "step" and self._time_driven:
-            self._advance(trainer, self._time(trainer, batch_idx))
+            return  # only the plan's last contributor moves the step clocks, writes and logs
         if plan is None or plan.callbacks is not trainer.callbacks or plan.n_callbacks != len(trainer.callbacks):
             plan = lr_plan(trainer)
-        if plan.last is self:
-            if plan.writes_each_step:
-                plan.write(trainer.optimizers)
-            if trainer.loggers and should_log(trainer):
-                log_metrics(trainer, current_lrs(trainer))
+        if plan.last is not self or not plan.writes_each_step:
+            return
+        if batch_idx % trainer.accumulate_grad_batches:
+            return  # inside an accumulation window: same step, same LR
+        for contributor in plan.step_clocked:
+            contributor._advance(trainer, contributor._time(trainer, batch_idx))
+        plan.write(trainer.optimizers)
+        # LearningRateMonitor's (and self.log's) cadence for step schedulers
+        if plan.logs_lrs and should_log(trainer):
+            log_metrics(trainer, current_lrs(trainer))
 
 
 class Schedule(LRContributor):
@@ -343,15 +364,26 @@ def canonical_order(modifiers: Sequence[Modifier]) -> list[Modifier]:
     return sorted(modifiers, key=lambda m: (type(m).__name__, m.state_key))
 
 
-def rule(schedule: Schedule | None, modifiers: Sequence[Modifier], base: float, i: int, g: int, n: int) -> float:
+#: A schedule's ``scheduled_lr`` and the modifiers' ``lr_factor`` methods, as the rule calls them.
+ScheduledLR = Callable[[float, int, int, int], float]
+LRFactor = Callable[[int, int], float]
+
+
+def rule(scheduled: ScheduledLR | None, factors: Sequence[LRFactor], base: float, i: int, g: int, n: int) -> float:
     """The LR of group ``g`` (of ``n``) of optimizer ``i``: ``scheduled * prod(factors)``, factors in the order given.
 
-    The one copy of the rule's arithmetic: :func:`compute_lrs` and :meth:`LRPlan.write` both call it.
+    The one copy of the rule's arithmetic: :func:`compute_lrs` and :meth:`LRPlan.write` both call it, with the
+    schedule's ``scheduled_lr`` (``None``: the base LR) and the modifiers' ``lr_factor`` methods.
     """
-    lr = base if schedule is None else schedule.scheduled_lr(base, i, g, n)
-    for modifier in modifiers:
-        lr *= modifier.lr_factor(i, g)
+    lr = base if scheduled is None else scheduled(base, i, g, n)
+    for factor in factors:
+        lr *= factor(i, g)
     return lr
+
+
+def rule_methods(schedule: Schedule | None, modifiers: Sequence[Modifier]) -> tuple[ScheduledLR | None, list[LRFactor]]:
+    """What :func:`rule` calls for ``schedule`` and ``modifiers`` (in :func:`canonical_order`)."""
+    return (None if schedule is None else schedule.scheduled_lr), [m.lr_factor for m in canonical_order(modifiers)]
 
 
 def compute_lrs(
@@ -379,10 +411,15 @@ def compute_lrs(
         >>> compute_lrs([[0.1, 0.02]], decay, [warmup])
         [[0.04000000000000001, 0.008]]
     """
-    ordered = canonical_order(modifiers)
+    scheduled, factors = rule_methods(schedule, modifiers)
     return [
-        [rule(schedule, ordered, base, i, g, len(row)) for g, base in enumerate(row)] for i, row in enumerate(bases)
+        [rule(scheduled, factors, base, i, g, len(row)) for g, base in enumerate(row)] for i, row in enumerate(bases)
     ]
+
+
+#: The key, in each param group, of the LR this package wrote last: a group whose ``lr`` differs from it was
+#: written by someone else since (another callback, or a group added mid-fit has none), and is rebased.
+WRITTEN = "written_lr"
 
 
 @dataclass(eq=False)
@@ -394,7 +431,9 @@ class LRPlan:
         modifiers: Its modifier callbacks in :func:`canonical_order`.
         contributors: Every :class:`LRContributor`, in callback order.
         last: The last contributor in callback order: it writes and logs after all others have moved.
-        writes_each_step: Whether some time-driven contributor follows the step clock.
+        writes_each_step: Whether some time-driven contributor follows the step clock (then the last contributor
+            moves every step clock and writes before each training step).
+        logs_lrs: Whether the contributors log the LRs (not beside a ``LearningRateMonitor``, which does).
     """
 
     schedule: Schedule | None
@@ -404,7 +443,16 @@ class LRPlan:
     writes_each_step: bool
     callbacks: list[Callback] = field(repr=False)
     n_callbacks: int = field(repr=False)
+    logs_lrs: bool = True
     names: dict[tuple, list[list[str]]] = field(default_factory=dict, repr=False)
+    #: each time-driven contributor's ``t`` at the last write (``None`` before the first)
+    times: list[float] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.scheduled, self.factors = rule_methods(self.schedule, self.modifiers)
+        self.timed = tuple(c for c in self.contributors if c._time_driven)
+        #: the contributors that follow the step clock, moved before each step by the last contributor
+        self.step_clocked = tuple(c for c in self.timed if c.interval == "step")
 
     def is_current(self, trainer: pl.Trainer) -> bool:
         """Whether the trainer still has the callbacks this plan was built from."""
@@ -412,16 +460,44 @@ class LRPlan:
         return self.callbacks is callbacks and self.n_callbacks == len(callbacks)
 
     def write(self, optimizers: Sequence[Optimizer]) -> None:
-        """Write the :func:`rule` into every param group, from each group's base LR ``initial_lr``."""
-        schedule, modifiers = self.schedule, self.modifiers
+        """Write the :func:`rule` into every param group, from each group's base LR ``initial_lr``.
+
+        A group added since the last write (it has no ``initial_lr``), or whose LR another callback wrote since,
+        is first rebased: its base becomes the one for which the rule gives that LR at the last write's time, so
+        the LR it was given stays the LR at that time and every later change of the rule applies relative to it,
+        as torch's chained schedulers compose with such writes.
+        """
+        scheduled, factors = self.scheduled, self.factors
         for i, optimizer in enumerate(optimizers):
             groups = optimizer.param_groups
             n = len(groups)
             for g, group in enumerate(groups):
                 base = group.get("initial_lr")
-                if base is None:
-                    base = group["initial_lr"] = group["lr"]
-                group["lr"] = rule(schedule, modifiers, base, i, g, n)
+                lr = group["lr"]
+                if base is None or lr != group.get(WRITTEN, lr):
+                    base = self._rebase(optimizers, i, g, lr)
+                group["lr"] = group[WRITTEN] = rule(scheduled, factors, base, i, g, n)
+        self.times = [c._t for c in self.timed]
+
+    def _rebase(self, optimizers: Sequence[Optimizer], i: int, g: int, lr: float) -> float:
+        """Set group ``g`` of optimizer ``i``'s base so that the rule gives ``lr`` at the last write's time."""
+        group = optimizers[i].param_groups[g]
+        n = len(optimizers[i].param_groups)
+        timed = self.timed
+        now = [c._t for c in timed]
+        if self.times is not None:
+            for contributor, t in zip(timed, self.times):
+                contributor.set_time(t)
+        try:
+            offset = rule(self.scheduled, self.factors, 0.0, i, g, n)
+            slope = rule(self.scheduled, self.factors, 1.0, i, g, n) - offset
+        finally:
+            for contributor, t in zip(timed, now):
+                contributor.set_time(t)
+        # A rule that ignores the base (absolute bounds, a zero factor) cannot take the LR over: it keeps its base.
+        base = (lr - offset) / slope if slope != 0 else group.get("initial_lr", lr)
+        group["initial_lr"] = base
+        return base
 
 
 _PLANS: weakref.WeakKeyDictionary[pl.Trainer, LRPlan] = weakref.WeakKeyDictionary()
@@ -446,13 +522,11 @@ def lr_plan(trainer: pl.Trainer) -> LRPlan:
             writes_each_step=any(c.interval == "step" and c._time_driven for c in contributors),
             callbacks=callbacks,
             n_callbacks=len(callbacks),
+            logs_lrs=not any(isinstance(cb, LearningRateMonitor) for cb in callbacks),
         )
-        logs = bool(trainer.loggers)
         for contributor in contributors:
             contributor._plan = plan
-            contributor._idle_batch_start = not (contributor.interval == "step" and contributor._time_driven) and (
-                contributor is not plan.last or not (plan.writes_each_step or logs)
-            )
+            contributor._idle_batch_start = contributor is not plan.last or not plan.writes_each_step
             contributor._prepare(trainer)
     return plan
 
@@ -466,10 +540,18 @@ def check_lr_setup(trainer: pl.Trainer) -> None:
     """Raise on configurations the LR rule cannot honour.
 
     Raises:
-        MisconfigurationException: For two schedule callbacks, or for any of our callbacks beside a torch
-            LR scheduler returned from ``configure_optimizers``.
+        MisconfigurationException: For two schedule callbacks, for any of our callbacks beside a torch LR scheduler
+            returned from ``configure_optimizers`` or beside ``StochasticWeightAveraging``.
     """
     check_one_schedule(trainer.callbacks)
+    swa = [type(cb).__name__ for cb in trainer.callbacks if isinstance(cb, StochasticWeightAveraging)]
+    if swa:
+        ours = [type(cb).__name__ for cb in lr_contributors(trainer)]
+        raise MisconfigurationException(
+            f"{swa[0]} anneals the LR itself from `swa_epoch_start` on (torch's SWALR, to `swa_lrs`), and {ours} "
+            "would overwrite its LR every epoch. Use StochasticWeightAveraging with a torch scheduler returned from "
+            "`configure_optimizers` (Lightning swaps SWALR in for it), or leave it out."
+        )
     if trainer.lr_scheduler_configs:
         torch_schedulers = [type(c.scheduler).__name__ for c in trainer.lr_scheduler_configs]
         ours = [type(cb).__name__ for cb in lr_contributors(trainer)]
@@ -477,6 +559,24 @@ def check_lr_setup(trainer: pl.Trainer) -> None:
             f"`configure_optimizers` returned torch LR scheduler(s) {torch_schedulers}, but {ours} also set the LR. "
             "Both would write `param_group['lr']`; return only the optimizer and use a schedule callback instead."
         )
+
+
+def run_lr_callbacks_first(trainer: pl.Trainer) -> None:
+    """Move the trainer's :class:`LRContributor` callbacks before its others (after Lightning's tuner callbacks),
+    keeping the order within each kind.
+
+    A torch scheduler is stepped by the loop before the next epoch's or step's callback hooks run; running first
+    gives other callbacks the same view: ``LearningRateMonitor``, ``BackboneFinetuning`` and
+    ``GradientAccumulationScheduler`` read the LR of the epoch or step about to run, whatever order the callbacks
+    were passed in. The list is replaced, not edited in place, so a hook being called meanwhile is not disturbed.
+    """
+    callbacks = trainer.callbacks
+    tuners = [cb for cb in callbacks if isinstance(cb, (BatchSizeFinder, LearningRateFinder))]
+    ours = [cb for cb in callbacks if isinstance(cb, LRContributor)]
+    rest = [cb for cb in callbacks if not isinstance(cb, (BatchSizeFinder, LearningRateFinder, LRContributor))]
+    ordered = tuners + ours + rest
+    if any(a is not b for a, b in zip(ordered, callbacks)):
+        trainer.callbacks = ordered
 
 
 def check_one_schedule(callbacks: Sequence[Callback]) -> None:
@@ -558,12 +658,29 @@ def current_lrs(trainer: pl.Trainer) -> dict[str, float]:
 
 
 def should_log(trainer: pl.Trainer) -> bool:
-    """Log at Lightning's cadence (``log_every_n_steps``), and always on an epoch's first step."""
-    if not trainer.loggers:
+    """Whether to log before the current training step: ``self.log``'s and ``LearningRateMonitor``'s rule,
+    ``(step + 1) % log_every_n_steps == 0`` (or the trainer is stopping), at :func:`step_index` ``step``."""
+    n = trainer.log_every_n_steps
+    if not trainer.loggers or n == 0:
         return False
-    step = step_index(trainer)
-    first_of_epoch = step == trainer.current_epoch * optimizer_steps_per_epoch(trainer)
-    return step % max(trainer.log_every_n_steps, 1) == 0 or first_of_epoch
+    return (step_index(trainer) + 1) % n == 0 or trainer.should_stop
+
+
+def run_length(trainer: pl.Trainer) -> tuple[float, float]:
+    """The training steps and the epochs the fit will run: ``inf`` where the trainer sets no bound.
+
+    The steps are ``trainer.estimated_stepping_batches``, except beside a ``GradientAccumulationScheduler``, whose
+    accumulation changes with the epoch: then each epoch counts its own optimizer steps (capped by ``max_steps``).
+    """
+    epochs = trainer.max_epochs
+    epochs_bound = math.inf if epochs is None or epochs < 0 else float(epochs)
+    steps = float(trainer.estimated_stepping_batches)
+    scheduler = next((cb for cb in trainer.callbacks if isinstance(cb, GradientAccumulationScheduler)), None)
+    batches = trainer.num_training_batches
+    if scheduler is not None and math.isfinite(epochs_bound) and isinstance(batches, int) and batches > 0:
+        counted = sum(-(-batches // scheduler.get_accumulate_grad_batches(e)) for e in range(int(epochs_bound)))
+        steps = float(counted if trainer.max_steps < 0 else min(counted, trainer.max_steps))
+    return steps, epochs_bound
 
 
 def optimizer_steps_per_epoch(trainer: pl.Trainer) -> int:
@@ -600,5 +717,7 @@ def write_lrs(
             raise ValueError(f"`lrs[{i}]` has {len(lrs[i])} values for {len(optimizer.param_groups)} param groups.")
         for g, group in enumerate(optimizer.param_groups):
             group["lr"] = lrs[i][g]
+            if WRITTEN in group:  # the rule's mark follows, so this write is not taken for another callback's
+                group[WRITTEN] = lrs[i][g]
             if initial_lrs is not None:
                 group["initial_lr"] = initial_lrs[i][g]

@@ -27,7 +27,7 @@ from typing_extensions import override
 
 from lr_callbacks._checks import check_choice, check_number
 from lr_callbacks._plotting import MATPLOTLIB_AVAILABLE, figure_and_axes
-from lr_callbacks.core import IdentifiedCallback, apply_lr, lr_contributors, write_lrs
+from lr_callbacks.core import IdentifiedCallback, apply_lr, lr_contributors, run_length, write_lrs
 from lr_callbacks.curvature import sgd_stability_factor, top_eigenvalue
 from lr_callbacks.finder.curve import (
     CURVE_METHODS,
@@ -333,7 +333,9 @@ class LRFinder(IdentifiedCallback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self.run_at_start:
             return
-        if trainer.ckpt_path is not None:
+        # Lightning's tuner callbacks (BatchSizeFinder, LearningRateFinder) leave `ckpt_path` at their own
+        # temporary checkpoint of the untrained model: a resume is a checkpoint with training done.
+        if trainer.ckpt_path is not None and (trainer.global_step > 0 or trainer.current_epoch > 0):
             rank_zero_info("LRFinder: fit resumes from a checkpoint; skipping the range test.")
             return
         if trainer.fast_dev_run:
@@ -535,7 +537,7 @@ class LRFinder(IdentifiedCallback):
         """The optimizer steps the suggestion is for: ``train_steps``, else what the trainer has left to run."""
         if self.train_steps is not None:
             return float(self.train_steps)
-        left = float(trainer.estimated_stepping_batches) - trainer.global_step
+        left = run_length(trainer)[0] - trainer.global_step
         if math.isfinite(left) and left >= 1:
             return left
         rank_zero_warn(

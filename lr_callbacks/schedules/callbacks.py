@@ -2,21 +2,40 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import lightning.pytorch as pl
+from lightning.pytorch.callbacks import BaseFinetuning
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from typing_extensions import override
 
 from lr_callbacks._checks import check_choice, check_number, per_group
-from lr_callbacks.core import Interval, Schedule, optimizer_steps_per_epoch
+from lr_callbacks.core import Interval, Schedule, optimizer_steps_per_epoch, run_length
 from lr_callbacks.schedules import functions as schedules
 from lr_callbacks.schedules.functions import AnnealStrategy, CyclicMode, DecayShape
 
 
 class _ClosedFormSchedule(Schedule):
     """A schedule whose LR is a pure function of ``t``; it has no state of its own to checkpoint."""
+
+
+def refuse_absolute_bounds_beside_finetuning(schedule: Schedule, trainer: pl.Trainer, argument: str) -> None:
+    """Raise if a ``BaseFinetuning`` callback would add param groups to a schedule that sets absolute LRs.
+
+    Such a schedule ignores a group's base LR, so a group added mid-fit could not keep the LR it was added with;
+    torch's ``CyclicLR`` and ``OneCycleLR`` fail on it too.
+    """
+    finetuning = [type(cb).__name__ for cb in trainer.callbacks if isinstance(cb, BaseFinetuning)]
+    if finetuning:
+        raise MisconfigurationException(
+            f"{finetuning[0]} adds param groups during the fit, and {type(schedule).__name__}'s `{argument}` sets "
+            "absolute LRs that ignore the LR a group is added with. "
+            + (
+                "Use `max_lr=None` (each group's own LR is its peak) beside it."
+                if argument == "max_lr" and isinstance(schedule, OneCycle)
+                else f"Use another schedule beside {finetuning[0]}, or add the groups in `configure_optimizers`."
+            )
+        )
 
 
 class _RunLengthSchedule(_ClosedFormSchedule):
@@ -29,8 +48,12 @@ class _RunLengthSchedule(_ClosedFormSchedule):
     @override
     def _prepare(self, trainer: pl.Trainer) -> None:
         if self.total_steps is None:
-            epochs = trainer.max_epochs
-            self.set_run_length(trainer.estimated_stepping_batches, math.inf if epochs is None else epochs)
+            try:
+                self.set_run_length(*run_length(trainer))
+            except ValueError as error:  # the trainer's configuration, not an argument of ours, is at fault
+                raise MisconfigurationException(
+                    f"{type(self).__name__}: {error} A run bounded by `max_time` (or a Timer) alone has no length."
+                ) from None
 
     @override
     def set_run_length(self, steps: float, epochs: float) -> None:
@@ -268,6 +291,10 @@ class CyclicLR(_ClosedFormSchedule):
         self._bounds: dict[int, tuple[list[float], list[float]]] = {}  # per number of groups
 
     @override
+    def _check_trainer(self, trainer: pl.Trainer) -> None:
+        refuse_absolute_bounds_beside_finetuning(self, trainer, "base_lr")
+
+    @override
     def scheduled_lr(self, base_lr: float, optimizer_idx: int, group_idx: int, n_groups: int) -> float:
         bounds = self._bounds.get(n_groups)
         if bounds is None:
@@ -347,6 +374,11 @@ class OneCycle(_RunLengthSchedule):
         self._peaks: dict[int, list[float]] = {}  # per number of groups
         if self.total_steps is not None:
             self._check_length(self.total_steps)
+
+    @override
+    def _check_trainer(self, trainer: pl.Trainer) -> None:
+        if self.max_lr is not None:
+            refuse_absolute_bounds_beside_finetuning(self, trainer, "max_lr")
 
     @override
     def _check_length(self, total: int) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any, Literal, get_args
 
 import lightning.pytorch as pl
+from lightning.pytorch.callbacks import BaseFinetuning
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from typing_extensions import override
@@ -93,9 +94,10 @@ class ReduceOnPlateau(Schedule):
         self.best = math.inf if mode == "min" else -math.inf
         self.num_bad = 0
         self.cooldown_counter = 0
-        # The reduced LR of each param group of each optimizer; absent until the first reduction.
-        self.lrs: list[list[float]] | None = None
+        # Each param group's LR as a fraction of its base LR, per optimizer; a group not listed (yet) is at 1.
+        self.scales: list[list[float]] = []
         self._last_step = 0
+        self._legacy_lrs: list[list[float]] | None = None
 
     def is_better(self, current: float) -> bool:
         if self.mode == "min":
@@ -121,18 +123,37 @@ class ReduceOnPlateau(Schedule):
         return False
 
     def _reduce(self, bases: Sequence[Sequence[float]]) -> None:
-        """Multiply every group's LR by ``factor`` (floored at ``min_lr``).
-
-        The first reduction starts from ``bases``.
-        """
-        if self.lrs is None:
-            self.lrs = [list(row) for row in bases]
-        for lrs in self.lrs:
-            floors = per_group("min_lr", self.min_lr, len(lrs))
-            for g, old in enumerate(lrs):
+        """Multiply every group's LR by ``factor``, floored at ``min_lr``, unless it changes by ``eps`` or less
+        (torch's rule, applied to the LR the group has now: ``base * scale``)."""
+        for i, row in enumerate(bases):
+            if i == len(self.scales):
+                self.scales.append([])
+            scales = self.scales[i]
+            scales.extend([1.0] * (len(row) - len(scales)))
+            floors = self._floors(len(row))
+            for g, base in enumerate(row):
+                old = base * scales[g]
                 new = math.copysign(max(abs(old) * self.factor, floors[g]), old)
-                if abs(old) - abs(new) > self.eps:
-                    lrs[g] = new
+                if abs(old) - abs(new) > self.eps and base != 0:
+                    scales[g] = new / base
+
+    def _floors(self, n_groups: int) -> list[float]:
+        if isinstance(self.min_lr, Sequence) and len(self.min_lr) != n_groups:
+            raise MisconfigurationException(
+                f"ReduceOnPlateau got one `min_lr` per param group ({len(self.min_lr)}), but the optimizer now has "
+                f"{n_groups} (a group was added during the fit, by BaseFinetuning for one). Give one `min_lr` for "
+                "every group."
+            )
+        return per_group("min_lr", self.min_lr, n_groups)
+
+    @override
+    def _check_trainer(self, trainer: pl.Trainer) -> None:
+        finetuning = [type(cb).__name__ for cb in trainer.callbacks if isinstance(cb, BaseFinetuning)]
+        if finetuning and isinstance(self.min_lr, Sequence):
+            raise MisconfigurationException(
+                f"{finetuning[0]} adds param groups during the fit, and ReduceOnPlateau's `min_lr` has one value per "
+                "group present at the start. Give a single `min_lr`, which applies to every group, added ones too."
+            )
 
     def _check(self, trainer: pl.Trainer) -> None:
         if trainer.sanity_checking:
@@ -149,6 +170,7 @@ class ReduceOnPlateau(Schedule):
             self.load_state_dict(trainer.strategy.broadcast(self.state_dict()))
             reduce = bool(trainer.strategy.broadcast(reduce))
         if reduce:
+            apply_lr(trainer)  # a group added since the last write takes its base first
             self._reduce([[g["initial_lr"] for g in opt.param_groups] for opt in trainer.optimizers])
             apply_lr(trainer)
 
@@ -200,15 +222,32 @@ class ReduceOnPlateau(Schedule):
 
     @override
     def scheduled_lr(self, base_lr: float, optimizer_idx: int, group_idx: int, n_groups: int) -> float:
-        return base_lr if self.lrs is None else self.lrs[optimizer_idx][group_idx]
+        scales = self.scales
+        if optimizer_idx < len(scales) and group_idx < len(scales[optimizer_idx]):
+            return base_lr * scales[optimizer_idx][group_idx]
+        return base_lr
 
     @override
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "num_bad": self.num_bad, "cooldown_counter": self.cooldown_counter, "lrs": self.lrs}
+        return {
+            "best": self.best,
+            "num_bad": self.num_bad,
+            "cooldown_counter": self.cooldown_counter,
+            "scales": [list(row) for row in self.scales],
+        }
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.best = state_dict.get("best", self.best)
         self.num_bad = state_dict.get("num_bad", self.num_bad)
         self.cooldown_counter = state_dict.get("cooldown_counter", self.cooldown_counter)
-        self.lrs = state_dict.get("lrs", self.lrs)
+        self.scales = [list(row) for row in state_dict.get("scales", self.scales)]
+        # A checkpoint of an earlier version keeps the reduced LRs themselves: scaled once the bases are known.
+        self._legacy_lrs = state_dict.get("lrs") if "scales" not in state_dict else None
+
+    @override
+    def _prepare(self, trainer: pl.Trainer) -> None:
+        legacy, self._legacy_lrs = self._legacy_lrs, None
+        if legacy is not None:
+            bases = [[g["initial_lr"] for g in opt.param_groups] for opt in trainer.optimizers]
+            self.scales = [[lr / b if b else 1.0 for lr, b in zip(lrs, row)] for lrs, row in zip(legacy, bases)]

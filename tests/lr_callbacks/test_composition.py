@@ -13,7 +13,8 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from torch import nn
 
-from lr_callbacks import CosineAnnealing, SignAlternation, SpikeAdaptiveLR, Warmup
+from lr_callbacks import CosineAnnealing, SignAlternation, SpikeAdaptiveLR, SpikeGuard, Warmup
+from lr_callbacks.spike import TailDetector
 from tests.helpers.tiny import LRRecorder, TinyRegression, loader, tiny_trainer
 
 
@@ -81,7 +82,7 @@ RESUME_CASES: dict[str, Callable[[], list[Callback]]] = {
     "sign": lambda: [SignAlternation(period=2, negative_scale=0.5)],
     "sign-step": lambda: [SignAlternation(period=3, interval="step")],
     "spike": lambda: [SpikeAdaptiveLR(recovery_patience=2)],
-    "spike-step-ema": lambda: [SpikeAdaptiveLR(interval="step", ema=0.5, threshold=1.05)],
+    "spike-step-ema": lambda: [SpikeGuard(TailDetector(threshold=1.05, ema=0.5))],
     "spike-rollback": lambda: [SpikeAdaptiveLR(rollback=True)],
     "all-four": _four,
 }

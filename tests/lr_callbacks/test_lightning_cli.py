@@ -87,6 +87,13 @@ def _seed_spike_factors(threshold: float = 1.1, decay: float = 0.5) -> list[floa
     return factors
 
 
+def _guard_reference(bases: list[float], guard: Callback) -> list[list[float]]:
+    """Each spike of the step's loss against the previous one's (x 1.01) halves every group's LR from the next step."""
+    assert isinstance(guard, lr_callbacks.SpikeGuard)
+    assert guard.spikes  # the loss of this noisy toy rises often: the LR moves
+    return [[b * 0.5 ** sum(s < k for s in guard.spikes) for b in bases] for k in range(STEPS)]
+
+
 def _finder_reference(bases: list[float], finder: Callback) -> list[list[float]]:
     """Every step runs at the suggestion, each group keeping its ratio to the first; the sweep was the one asked for."""
     assert isinstance(finder, LRFinder)
@@ -175,6 +182,14 @@ CLI_CASES: dict[str, CLICase] = {
     ),
     # Few arguments, the documented ones: SpikeAdaptiveLR and LRFinder are being extended.
     "SpikeAdaptiveLR": CLICase({"monitor": "scripted"}, _per_epoch_factor(_seed_spike_factors())),
+    "SpikeGuard": CLICase(  # nested objects: a detector and a backoff policy, as class_path / init_args
+        {
+            "detector": {"class_path": "lr_callbacks.spike.RatioDetector", "init_args": {"threshold": 1.01}},
+            "reactions": ["backoff"],
+            "backoff": {"class_path": "lr_callbacks.spike.Backoff", "init_args": {"decay": 0.5, "min_lr": 0.0}},
+        },
+        _guard_reference,
+    ),
     "LRFinder": CLICase({"min_lr": 1e-4, "max_lr": 1.0, "num_steps": 20}, _finder_reference),
 }
 
@@ -201,7 +216,9 @@ def test_jsonargparse_takes_every_argument_of_every_callback(name: str) -> None:
     """No argument is skipped for an unsupported or missing type hint."""
     cls = getattr(lr_callbacks, name)
     added = ArgumentParser().add_class_arguments(cls, "cb", fail_untyped=True)
-    assert {key.split(".", 1)[1] for key in added} == set(inspect.signature(cls).parameters)
+    params = inspect.signature(cls).parameters
+    named = {name for name, p in params.items() if p.kind is not p.VAR_KEYWORD}  # SpikeAdaptiveLR's deprecated **
+    assert {key.split(".", 1)[1].split(".", 1)[0] for key in added} == named
 
 
 #: the ``Literal`` hints LightningCLI checks, and the constants the runtime checks use
@@ -215,8 +232,9 @@ LITERALS = [
     (lr_callbacks.LRFinder, "mode", lr_callbacks.LRFinder.MODES),
     (lr_callbacks.LRFinder, "suggestion", lr_callbacks.LRFinder.SUGGESTIONS),
     (lr_callbacks.SpikeAdaptiveLR, "nan_policy", lr_callbacks.SpikeAdaptiveLR.NAN_POLICIES),
+    (lr_callbacks.SpikeGuard, "nan_policy", lr_callbacks.SpikeGuard.NAN_POLICIES),
     *[(getattr(lr_callbacks, n), "interval", LRContributor.INTERVALS) for n in PUBLIC_CALLBACKS
-      if n not in ("LRFinder",)],
+      if n not in ("LRFinder", "SpikeGuard")],  # SpikeGuard checks every step
 ]  # fmt: skip
 
 
@@ -225,7 +243,8 @@ def test_literal_hints_are_the_allowed_values_of_the_runtime_check(cls: type, ar
     hint = typing.get_type_hints(cls.__init__)[argument]
     assert typing.get_origin(hint) is typing.Literal
     assert typing.get_args(hint) == allowed
-    required = {k: v for k, v in CLI_CASES[cls.__name__].init_args.items() if k != argument}
+    given = CLI_CASES[cls.__name__].init_args
+    required = {k: v for k, v in given.items() if k != argument and not isinstance(v, dict)}  # no nested objects
     with pytest.raises(
         ValueError, match=rf"^`{argument}` must be one of {re.escape(str(list(allowed)))}, got 'nope'\.$"
     ):
@@ -233,30 +252,51 @@ def test_literal_hints_are_the_allowed_values_of_the_runtime_check(cls: type, ar
 
 
 @pytest.mark.parametrize(
-    ("args", "expected"),
+    ("cls", "args", "expected"),
     [
-        (["--cb.detector=tail"], {"detector": "tail"}),
-        (["--cb.detector=null"], {"detector": None}),
-        (["--cb.decay=sqrt"], {"decay": "sqrt"}),
-        (["--cb.decay=0.7"], {"decay": 0.7}),
-        (["--cb.reactions=skip"], {"reactions": "skip"}),
-        (["--cb.reactions=[skip, backoff]"], {"reactions": ["skip", "backoff"]}),
+        ("SpikeAdaptiveLR", ["--cb.decay=sqrt"], {"decay": "sqrt"}),
+        ("SpikeAdaptiveLR", ["--cb.decay=0.7"], {"decay": 0.7}),
+        ("SpikeGuard", ["--cb.reactions=skip"], {"reactions": "skip"}),
+        ("SpikeGuard", ["--cb.reactions=[skip, backoff]"], {"reactions": ["skip", "backoff"]}),
+        ("SpikeGuard", ["--cb.detector=null"], {"detector": None}),
     ],
 )
-def test_spike_choices_in_unions_parse(args: list[str], expected: dict[str, Any]) -> None:
-    """SpikeAdaptiveLR's choices inside unions (optional detector, a decay name or a float, one reaction or a list)."""
+def test_spike_choices_in_unions_parse(cls: str, args: list[str], expected: dict[str, Any]) -> None:
+    """Choices inside unions: a decay name or a float, one reaction or a list, an optional detector."""
     parser = ArgumentParser(exit_on_error=False)
-    parser.add_class_arguments(lr_callbacks.SpikeAdaptiveLR, "cb")
+    parser.add_class_arguments(getattr(lr_callbacks, cls), "cb")
     parsed = parser.parse_args(args).cb
     assert {key: parsed[key] for key in expected} == expected
 
 
-@pytest.mark.parametrize("args", [["--cb.detector=tial"], ["--cb.decay=halv"], ["--cb.reactions=[skip, rolback]"]])
-def test_spike_choices_in_unions_refuse_a_misspelling(args: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("cls", "args"),
+    [("SpikeAdaptiveLR", ["--cb.decay=halv"]), ("SpikeGuard", ["--cb.reactions=[skip, rolback]"])],
+)
+def test_spike_choices_in_unions_refuse_a_misspelling(cls: str, args: list[str]) -> None:
     parser = ArgumentParser(exit_on_error=False)
-    parser.add_class_arguments(lr_callbacks.SpikeAdaptiveLR, "cb")
+    parser.add_class_arguments(getattr(lr_callbacks, cls), "cb")
     with pytest.raises(Exception, match="Literal"):
         parser.parse_args(args)
+
+
+@pytest.mark.parametrize(
+    ("detector", "expected"),
+    [
+        ("lr_callbacks.spike.TailDetector", "TailDetector"),
+        ({"class_path": "lr_callbacks.spike.ZScoreDetector", "init_args": {"z": 4.0}}, "ZScoreDetector(z=4.0, "),
+        ({"class_path": "RatioDetector", "init_args": {"ema": 0.5}}, "RatioDetector(threshold=1.1, ema=0.5)"),
+    ],
+)
+def test_the_guards_detector_parses_as_a_nested_object(detector: Any, expected: str) -> None:
+    """SpikeGuard's detector is an object: a class path, or class_path / init_args (a short name resolves)."""
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(lr_callbacks.SpikeGuard, "cb")
+    value = detector if isinstance(detector, str) else json.dumps(detector)
+    guard = parser.instantiate(parser.parse_args([f"--cb.detector={value}"])).cb
+    assert repr(guard.detector).startswith(expected)
+    with pytest.raises(Exception, match="tial"):
+        parser.parse_args(['--cb.detector={"class_path": "lr_callbacks.spike.TailDetector", "init_args": {"tial": 3}}'])
 
 
 def _yaml_config(path: Path, name: str, init_args: dict[str, Any]) -> list[str]:
@@ -268,9 +308,18 @@ def _yaml_config(path: Path, name: str, init_args: dict[str, Any]) -> list[str]:
 def _command_line(name: str, init_args: dict[str, Any]) -> list[str]:
     args = [f"--trainer.callbacks+=lr_callbacks.{name}"]
     for key, value in init_args.items():
-        text = json.dumps(value, separators=(",", ":")) if isinstance(value, list) else str(value)
+        text = json.dumps(value, separators=(",", ":")) if isinstance(value, (list, dict)) else str(value)
         args.append(f"--trainer.callbacks.{key}={text}")
     return args
+
+
+def _matches(attribute: Any, given: Any) -> bool:
+    """Whether a callback's attribute is what its configuration gave: a tuple for a list, and for a nested object
+    (``class_path`` / ``init_args``) an instance of that class with those arguments."""
+    if isinstance(given, dict) and "class_path" in given:
+        same_class = type(attribute).__name__ == given["class_path"].rsplit(".", 1)[-1]
+        return same_class and all(getattr(attribute, k) == v for k, v in given.get("init_args", {}).items())
+    return (list(attribute) if isinstance(attribute, tuple) else attribute) == given
 
 
 def run_cli(args: list[str], root: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[LightningCLI, LRRecorder]:
@@ -306,7 +355,7 @@ def test_lightning_cli_configures_the_callback_and_the_run_follows_it(
     cli, recorder = run_cli(args, tmp_path, monkeypatch)
     (callback,) = [cb for cb in cli.trainer.callbacks if type(cb).__name__ == name]
     for key, value in case.init_args.items():
-        assert getattr(callback, key) == value, key
+        assert _matches(getattr(callback, key), value), key
     assert len(recorder.lrs) == STEPS
     expected = case.reference(BASES, callback)
     assert_lrs_close(recorder.lrs, expected)

@@ -18,7 +18,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from experiments.data.batching import IndexBatchLoader
-from lr_callbacks import CosineAnnealing, ReduceOnPlateau, SignAlternation, SpikeAdaptiveLR, Warmup
+from lr_callbacks import CosineAnnealing, ReduceOnPlateau, SignAlternation, SpikeAdaptiveLR, SpikeGuard, Warmup
+from lr_callbacks.spike import RatioDetector
 from tests.helpers.lr_cases import CASE_IDS, CASES, Case, PerOptimizerLRs
 from tests.helpers.tiny import TinyRegression, regression_data, tiny_trainer
 from tests.helpers.tiny_manual import TinyGAN
@@ -140,9 +141,7 @@ class _Spiky(TinyRegression):
 SPIKY = {0: 1.0, 1: 30.0, 2: 60.0, 3: 1.0}
 SPIKE_CASES: dict[str, Callable[[], list[Callback]]] = {
     "spike": lambda: [SpikeAdaptiveLR()],
-    "spike-step-ema": lambda: [
-        SpikeAdaptiveLR(interval="step", detector="ratio", reactions="backoff", ema=0.5, threshold=1.05)
-    ],
+    "spike-step-ema": lambda: [SpikeGuard(RatioDetector(threshold=1.05, ema=0.5), reactions="backoff")],
     "spike-rollback": lambda: [SpikeAdaptiveLR(rollback=True)],
     "four": lambda: [
         CosineAnnealing(T_max=20, interval="step"),
@@ -162,7 +161,7 @@ def test_spike_resumes_mid_epoch_exactly(case: str, module: str, tmp_path: Path)
     else:
         make, global_step = (lambda: TinyGAN(loss_scale=SPIKY)), 14
     callbacks = _assert_resumes_exactly(SPIKE_CASES[case], make, tmp_path, global_step=global_step, steps_done=7)
-    (spike,) = [c for c in callbacks if isinstance(c, SpikeAdaptiveLR)]
+    (spike,) = [c for c in callbacks if isinstance(c, (SpikeAdaptiveLR, SpikeGuard))]
     assert spike.spikes
     assert spike.spikes[-1] >= (2 if spike.interval == "epoch" else 10)
 

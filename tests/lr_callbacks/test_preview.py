@@ -28,10 +28,12 @@ from lr_callbacks import (
     ReduceOnPlateau,
     SignAlternation,
     SpikeAdaptiveLR,
+    SpikeGuard,
     StepDecay,
     Warmup,
     preview,
 )
+from lr_callbacks.spike import Backoff, TailDetector
 from tests.helpers.lr_cases import CASE_IDS, CASES, Case, PerOptimizerLRs
 from tests.helpers.spike import Scripted
 from tests.helpers.tiny import LRRecorder, TinyRegression, loader, tiny_trainer
@@ -180,7 +182,7 @@ def test_plateau_reduces_as_torch_would_on_a_scripted_metric() -> None:
 def test_preview_leaves_the_callbacks_as_they_were() -> None:
     plateau, warmup = ReduceOnPlateau("val", patience=0), Warmup(duration=4)
     preview([plateau, warmup], epochs=4, steps_per_epoch=1, base_lrs=0.1, metrics=[1.0, 1.0, 1.0, 1.0])
-    assert plateau.lrs is None
+    assert plateau.scales == []
     assert plateau.num_bad == 0
     assert warmup._t == 0.0
 
@@ -259,7 +261,9 @@ def test_spike_adaptive_at_step_level_with_the_runs_own_losses_is_the_run() -> N
     per-step losses the run saw give its LRs, though the rollbacks changed the weights they came from."""
 
     def callbacks() -> list[Callback]:
-        return [SpikeAdaptiveLR(interval="step", reactions=("rollback", "backoff"), warmup=5, recovery_patience=4)]
+        return [
+            SpikeGuard(TailDetector(warmup=5), reactions=("rollback", "backoff"), backoff=Backoff(recovery_patience=4))
+        ]
 
     script = [1e3 if step in (12, 30) else 1.0 for step in range(6 * BATCHES)]
     recorder, losses = _spike_run(callbacks(), script, per_step=True)
@@ -272,11 +276,11 @@ def test_the_finder_and_a_gradient_norm_watcher_are_not_foreseen_and_say_so() ->
     """The finder's suggestion is unknown before fit; a spike detector that also reads gradient norms depends on
     the weights. Both are held where they start."""
     with pytest.warns(UserWarning, match="cannot be foreseen") as caught:
-        foreseen = preview([SpikeAdaptiveLR(interval="step", grad_norm=True), LRFinder(), StepDecay(1, 0.5)], epochs=3,
+        foreseen = preview([SpikeGuard(grad_detector=TailDetector()), LRFinder(), StepDecay(1, 0.5)], epochs=3,
                            steps_per_epoch=1, base_lrs=0.1, metrics=[1.0, 50.0, 90.0])  # fmt: skip
     messages = sorted(str(w.message) for w in caught)
     assert messages[0].startswith("LRFinder cannot be foreseen: at fit start it replaces the base LRs")
-    assert messages[1].startswith("SpikeAdaptiveLR(monitor=None) cannot be foreseen: it also watches the gradient norm")
+    assert messages[1].startswith("SpikeGuard(monitor=None) cannot be foreseen: it also watches the gradient norm")
     assert sorted(foreseen.unforeseen) == messages
     assert foreseen.series() == [0.1, 0.05, 0.025]  # the schedule alone
 

@@ -99,7 +99,8 @@ def test_logs_its_factor(tmp_path: Path) -> None:
     with open(Path(logger.log_dir) / "metrics.csv") as f:
         rows = [r for r in csv.DictReader(f) if r.get("warmup_factor")]
     got = [(int(r["step"]), float(r["warmup_factor"])) for r in rows]
-    assert got == [(0, 0.2), (2, pytest.approx(0.6)), (4, 1.0), (6, 1.0)]
+    # self.log's cadence: before step k when (k + 1) % log_every_n_steps == 0
+    assert got == [(1, pytest.approx(0.4)), (3, 0.8), (5, 1.0), (7, 1.0)]
 
 
 @pytest.mark.parametrize(
