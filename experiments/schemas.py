@@ -189,6 +189,16 @@ DETECTOR_TARGETS = {
     "zscore": "lr_callbacks.spike.ZScoreDetector",
     "ratio": "lr_callbacks.spike.RatioDetector",
 }
+#: file name in conf/lr_suggestion/ -> the suggestion method: LRFinder's nested ``suggestion``, which
+#: callbacks/lr_finder.yaml takes from that group (``/lr_suggestion@lr_finder.suggestion: valley``)
+SUGGESTION_TARGETS = {
+    "race": "lr_callbacks.Race",
+    "curvature": "lr_callbacks.Curvature",
+    "valley": "lr_callbacks.Valley",
+    "steepest": "lr_callbacks.Steepest",
+    "min_div10": "lr_callbacks.MinDiv10",
+    "centered_min": "lr_callbacks.CenteredMin",
+}
 
 #: Arguments that ``train()`` passes itself, left out of the schemas.
 OPTIMIZER_BOUND = ("params",)
@@ -203,6 +213,7 @@ TASK_SCHEMAS: dict[str, type] = {name: schema(path, exclude=TASK_BOUND) for name
 DATA_SCHEMAS: dict[str, type] = {name: schema(path) for name, path in DATA_TARGETS.items()}
 LOGGER_SCHEMAS: dict[str, type] = {name: schema(path) for name, path in LOGGER_TARGETS.items()}
 DETECTOR_SCHEMAS: dict[str, type] = {name: schema(path) for name, path in DETECTOR_TARGETS.items()}
+SUGGESTION_SCHEMAS: dict[str, type] = {name: schema(path) for name, path in SUGGESTION_TARGETS.items()}
 TrainerConf = schema(TRAINER_TARGET, exclude=TRAINER_BOUND)
 
 
@@ -231,4 +242,6 @@ def register_configs() -> None:
     cs.store(group="trainer", name="trainer_schema", node=TrainerConf)
     for conf in DETECTOR_SCHEMAS.values():  # named after the class: tail_detector_schema, z_score_detector_schema
         cs.store(group="spike_detector", name=f"{config_name(conf.__name__.removesuffix('Conf'))}_schema", node=conf)
+    for name, conf in SUGGESTION_SCHEMAS.items():
+        cs.store(group="lr_suggestion", name=f"{name}_schema", node=conf)
     cs.store(group="adapt", name="adapt_schema", node=AdaptConf)

@@ -7,6 +7,7 @@ Every callback follows one rule (see :mod:`lr_callbacks.core`)::
 
 from lr_callbacks.core import LRContributor, Modifier, Schedule, TimeModifier
 from lr_callbacks.finder.callback import LRFinder, LRFinderResult
+from lr_callbacks.finder.suggestions import CenteredMin, Curvature, MinDiv10, Race, Steepest, Valley
 from lr_callbacks.lr_preview import LRPreview, preview
 from lr_callbacks.modifiers.sign import SignAlternation
 from lr_callbacks.modifiers.warmup import Warmup
@@ -24,23 +25,29 @@ from lr_callbacks.spike.adaptive import SpikeAdaptiveLR
 from lr_callbacks.spike.guard import SpikeGuard
 
 __all__ = [
+    "CenteredMin",
     "CosineAnnealing",
     "CosineWarmRestarts",
+    "Curvature",
     "CyclicLR",
     "ExponentialDecay",
     "LRContributor",
     "LRFinder",
     "LRFinderResult",
     "LRPreview",
+    "MinDiv10",
     "Modifier",
     "OneCycle",
+    "Race",
     "ReduceOnPlateau",
     "Schedule",
     "SignAlternation",
     "SpikeAdaptiveLR",
     "SpikeGuard",
+    "Steepest",
     "StepDecay",
     "TimeModifier",
+    "Valley",
     "Warmup",
     "WarmupStableDecay",
     "preview",

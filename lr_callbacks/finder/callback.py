@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, get_args
@@ -27,11 +28,18 @@ from typing_extensions import override
 
 from lr_callbacks._checks import check_choice, check_number
 from lr_callbacks._plotting import MATPLOTLIB_AVAILABLE, figure_and_axes
-from lr_callbacks.core import IdentifiedCallback, apply_lr, lr_contributors, run_length, write_lrs
+from lr_callbacks.core import (
+    IdentifiedCallback,
+    apply_lr,
+    lr_contributors,
+    optimizer_steps_per_epoch,
+    run_length,
+    write_lrs,
+)
 from lr_callbacks.curvature import sgd_stability_factor, top_eigenvalue
 from lr_callbacks.finder.curve import (
+    BUDGET_EXPONENT,
     CURVE_METHODS,
-    PROBE_BATCHES,
     RACE_SPACING,
     budget_factor,
     choose_race,
@@ -45,6 +53,12 @@ from lr_callbacks.finder.curve import (
     sweep_lrs,
 )
 from lr_callbacks.finder.snapshot import TrainingSnapshot
+from lr_callbacks.finder.suggestions import (
+    Curvature,
+    Race,
+    SuggestionMethod,
+    suggestion_method,
+)
 from lr_callbacks.finder.trial import TrialSteps
 
 if TYPE_CHECKING:
@@ -60,6 +74,13 @@ SUGGESTIONS: tuple[str, ...] = get_args(Suggestion)
 if ("race", *CURVE_METHODS, "curvature") != SUGGESTIONS:  # the Literal must list what the curve module offers
     raise ImportError(f"LRFinder's Suggestion literal {SUGGESTIONS} is out of step with {CURVE_METHODS}.")
 DEFAULT_SUGGESTION: Suggestion = "race"
+SCHEDULED_BUDGET_EXPONENT = BUDGET_EXPONENT  # the budget factor's exponent when the races follow a schedule
+_RACE_ARGUMENTS = {
+    "budget_steps": "budget_steps",
+    "race_candidates": "candidates",
+    "probe_batches": "probe_batches",
+    "train_steps": "train_steps",
+}
 DIVERGENCE_GRACE = 5  # sweep steps before a smoothed loss is trusted to signal divergence (non-finite always is)
 CURVATURE_ITERS = 20  # power iterations (Hessian-vector products) of the curvature probe
 UNBOUNDED_TRAIN_STEPS = 2000  # the training budget assumed when the trainer's is unbounded (the longest tuned on)
@@ -94,6 +115,7 @@ class LRFinderResult:
         train_steps: The training budget the suggestion is for (``"race"`` only): ``train_steps`` if given, else the
             optimizer steps the trainer has left.
         budget_factor: The factor on the winner for that budget, ``(race_steps / train_steps) ** 0.4`` at most 1.
+        followed_schedule: Whether the races ran the trainer's schedule callbacks, compressed to their length.
         probe_forwards: Batches evaluated by the probes, without a step.
         hessian_vector_products: Hessian-vector products of the curvature probe.
 
@@ -125,6 +147,7 @@ class LRFinderResult:
     race_winner: float | None = None
     train_steps: float | None = None
     budget_factor: float | None = None
+    followed_schedule: bool = False
     probe_forwards: int = 0
     hessian_vector_products: int = 0
 
@@ -158,26 +181,29 @@ class LRFinder(IdentifiedCallback):
     ``smoothed_i > diverge_threshold * min(smoothed)`` (checked from the 6th point on: an average of fewer batches
     is mostly batch-to-batch noise) or the loss is not finite.
 
-    **The default suggestion, ``"race"``.** The divergence point is read from a lag-free curve: the first sweep
-    point whose centred running median of 5 raw losses exceeds ``diverge_threshold`` times the lowest median
-    before it (:func:`~lr_callbacks.finder.curve.divergence_index`; the last sweep LR if the loss never
-    diverged). Below it, ``race_candidates`` LRs spaced by ``2**1.5`` (the largest at ``divergence / 2**1.5``)
+    **The default suggestion, :class:`~lr_callbacks.finder.suggestions.Race`.** The divergence point is read from a
+    lag-free curve: the first sweep point whose centred running median of 5 raw losses exceeds ``diverge_threshold``
+    times the lowest median before it (:func:`~lr_callbacks.finder.curve.divergence_index`; the last sweep LR if the
+    loss never diverged). Below it, ``candidates`` LRs spaced by ``2**1.5`` (the largest at ``divergence / 2**1.5``)
     each train from the same restored state, on the same batches, at a constant LR. A race stops as diverged once
     its loss exceeds ``diverge_threshold`` times its first loss. Otherwise its end weights are evaluated, without a
-    step or gradients, on the next ``probe_batches`` batches of the same data order (the same batches and RNG
-    state for every race), and the mean of those losses is its score
-    (:func:`~lr_callbacks.finder.curve.probe_score`; under manual optimization, or with ``probe_batches=0``, the
-    mean training loss over the second half of the race). The races share what ``budget_steps`` leaves after the
-    sweep equally, each probe batch counting as a step. The winner is the largest candidate within 2% of the best
-    score, and the suggestion is the winner times ``(race_steps / train_steps) ** 0.4`` (at most 1;
-    :func:`~lr_callbacks.finder.curve.budget_factor`), where ``train_steps`` is what the trainer has left to run
-    (``trainer.estimated_stepping_batches`` minus the steps done) unless given: a race finds the best LR for its
-    own short horizon, and the best constant LR for a longer run is lower, as its loss settles at a noise floor
-    that a smaller LR lowers. If the smallest candidate wins, one more candidate below it races while a full race
-    still fits the budget. These constants (in :mod:`lr_callbacks.finder.curve`) were chosen on the development
-    tasks of ``experiments/benchmarks/finder/tasks.py`` only; ``docs/benchmarks.md`` gives the out-of-sample evaluation.
+    step or gradients, on the next ``probe_batches`` batches of the same data order (the same batches and RNG state
+    for every race), and the mean of those losses is its score (:func:`~lr_callbacks.finder.curve.probe_score`;
+    under manual optimization, or with ``probe_batches=0``, the mean training loss over the second half of the
+    race). The races share what ``budget_steps`` leaves after the sweep equally, each probe batch counting as a
+    step. The winner is the largest candidate within 2% of the best score, and the suggestion is the winner times
+    ``(race_steps / train_steps) ** 0.4`` (at most 1; :func:`~lr_callbacks.finder.curve.budget_factor`), where
+    ``train_steps`` is what the trainer has left to run (``trainer.estimated_stepping_batches`` minus the steps
+    done) unless given: a race finds the best LR for its own short horizon, and the best constant LR for a longer
+    run is lower, as its loss settles at a noise floor that a smaller LR lowers. If the smallest candidate wins, one
+    more candidate below it races while a full race still fits the budget. With ``Race(follow_schedule=True)`` (the
+    default), the time-driven LR callbacks of the trainer (a schedule, ``Warmup``) run inside each race compressed
+    to its length, as :func:`~lr_callbacks.preview` foresees them for the rest of the run, so the winner is the base
+    (peak) LR for that schedule. These constants (in :mod:`lr_callbacks.finder.curve`) were chosen on the
+    development tasks of ``experiments/benchmarks/finder/tasks.py`` only; ``docs/benchmarks.md`` gives the
+    out-of-sample evaluation.
 
-    Other suggestion methods (:attr:`SUGGESTIONS`), read from the sweep alone:
+    Other suggestion methods (:mod:`lr_callbacks.finder.suggestions`), read from the sweep alone:
 
     - ``"centered_min"``: the minimum of a centred moving average of the raw curve (6% of the points on each
       side), divided by 6.
@@ -185,7 +211,7 @@ class LRFinder(IdentifiedCallback):
       smoothed curve trimmed as fastai's ``lr_find`` trims it.
     - ``"steepest"``: the steepest descent of the raw curve after a moving average of 5 (the tutorial's method).
     - ``"min_div10"``: the LR at the minimum of the smoothed curve, divided by 10.
-    - ``"curvature"``: ``curvature_scale * 2 * factor / (lambda_max + weight_decay)``, with ``lambda_max`` of the
+    - ``Curvature(scale)``: ``scale * 2 * factor / (lambda_max + weight_decay)``, with ``lambda_max`` of the
       loss Hessian on the first batch (:func:`~lr_callbacks.curvature.top_eigenvalue`, 20 power iterations) and
       ``factor`` from :func:`~lr_callbacks.curvature.sgd_stability_factor`: ``1 + momentum`` for heavy-ball SGD,
       ``(1 + momentum) / (1 + 2 momentum)`` for Nesterov. It bounds (momentum) SGD only; for other optimizers the
@@ -218,24 +244,20 @@ class LRFinder(IdentifiedCallback):
         mode: ``"exponential"`` or ``"linear"`` spacing of the LRs.
         smoothing: EMA factor ``beta`` in ``[0, 1)``; 0 disables smoothing.
         diverge_threshold: Stop once the smoothed loss exceeds this multiple of its minimum; ``> 1``.
-        suggestion: One of :attr:`SUGGESTIONS`.
+        suggestion: The method, as an object (:class:`~lr_callbacks.finder.suggestions.Race`,
+            :class:`~lr_callbacks.finder.suggestions.Curvature`, :class:`~lr_callbacks.finder.suggestions.Valley`,
+            ...) or by one of the names of :attr:`SUGGESTIONS` (the method with its defaults).
         apply: Apply the suggestion as the base LR of every group.
         run_at_start: Run when training starts.
         run_at_epoch: Epoch index or indices at whose start to run (mid-training).
-        curvature_scale: Factor on the curvature bound for ``suggestion="curvature"``, ``> 0``. The default 0.5
-            gives ``1 / lambda_max`` for plain SGD, the step that zeroes the sharpest direction of a quadratic.
         monitor: Name of a value ``training_step`` logs with ``self.log`` to use as the trial loss instead of the
             returned loss (for manual optimization steps that return nothing).
         save_dir: Where the PNG of the curve goes; default the trainer's ``log_dir``.
         save_png: Draw the curve into a PNG and a TensorBoard figure (matplotlib; rendering costs ~0.2 s).
-        budget_steps: Steps the sweep, the races and their probe batches may take together (``suggestion="race"``);
-            at least ``num_steps + race_candidates * (2 + probe_batches)``.
-        race_candidates: Number of race candidates, ``>= 2``.
-        probe_batches: Batches each race's end weights are scored on, ``>= 0`` (0: score the race's own training
-            losses).
-        train_steps: The optimizer steps the suggestion is for (``suggestion="race"``), ``>= 1``; default what the
-            trainer has left to run (``estimated_stepping_batches`` minus ``global_step``), or 2000 with a warning
-            when that is unbounded.
+        **deprecated: ``budget_steps``, ``race_candidates``, ``probe_batches`` and ``train_steps`` (now
+            :class:`~lr_callbacks.finder.suggestions.Race`'s) and ``curvature_scale`` (now
+            :class:`~lr_callbacks.finder.suggestions.Curvature`'s ``scale``) still work beside a suggestion name, with
+            a ``FutureWarning``; one that does not apply to the named method is refused.
 
     Raises:
         ValueError: If an argument is outside what is allowed; the message names it.
@@ -243,28 +265,16 @@ class LRFinder(IdentifiedCallback):
     Example::
 
         >>> from lr_callbacks import LRFinder
-        >>> LRFinder(num_steps=50, suggestion="min_div10")  # doctest: +NORMALIZE_WHITESPACE
+        >>> from lr_callbacks import MinDiv10
+        >>> LRFinder(num_steps=50, suggestion=MinDiv10())  # doctest: +NORMALIZE_WHITESPACE
         LRFinder(min_lr=1e-07, max_lr=10.0, num_steps=50, mode='exponential', smoothing=0.98,
-                 diverge_threshold=4.0, suggestion='min_div10', budget_steps=300, race_candidates=5,
-                 probe_batches=4, train_steps=None)
+                 diverge_threshold=4.0, suggestion=MinDiv10())
     """
 
     MODES = MODES
     SUGGESTIONS = SUGGESTIONS
 
-    IDENTITY = (
-        "min_lr",
-        "max_lr",
-        "num_steps",
-        "mode",
-        "smoothing",
-        "diverge_threshold",
-        "suggestion",
-        "budget_steps",
-        "race_candidates",
-        "probe_batches",
-        "train_steps",
-    )
+    IDENTITY = ("min_lr", "max_lr", "num_steps", "mode", "smoothing", "diverge_threshold", "suggestion")
 
     def __init__(
         self,
@@ -274,18 +284,14 @@ class LRFinder(IdentifiedCallback):
         mode: Mode = "exponential",
         smoothing: float = 0.98,
         diverge_threshold: float = 4.0,
-        suggestion: Suggestion = DEFAULT_SUGGESTION,
+        suggestion: Suggestion | SuggestionMethod = DEFAULT_SUGGESTION,
         apply: bool = True,
         run_at_start: bool = True,
         run_at_epoch: int | Sequence[int] | None = None,
-        curvature_scale: float = 0.5,
         monitor: str | None = None,
         save_dir: str | os.PathLike | None = None,
         save_png: bool = True,
-        budget_steps: int = 300,
-        race_candidates: int = 5,
-        probe_batches: int = PROBE_BATCHES,
-        train_steps: int | None = None,
+        **deprecated: Any,
     ) -> None:
         self.mode = check_choice("mode", mode, MODES)
         self.min_lr = check_number("min_lr", min_lr, gt=0 if mode == "exponential" else None, ge=0)
@@ -295,22 +301,12 @@ class LRFinder(IdentifiedCallback):
         self.num_steps = check_number("num_steps", num_steps, ge=2, integer=True)
         self.smoothing = check_number("smoothing", smoothing, ge=0, lt=1)
         self.diverge_threshold = check_number("diverge_threshold", diverge_threshold, gt=1)
-        self.suggestion = check_choice("suggestion", suggestion, SUGGESTIONS)
+        self.suggestion = _with_deprecated(suggestion_method(suggestion), isinstance(suggestion, str), deprecated)
+        self.suggestion.check(self.num_steps)
         self.apply = bool(apply)
         self.run_at_start = bool(run_at_start)
         epochs = [] if run_at_epoch is None else [run_at_epoch] if isinstance(run_at_epoch, int) else list(run_at_epoch)
         self.run_at_epoch = tuple(check_number("run_at_epoch", e, ge=0, integer=True) for e in epochs)
-        self.curvature_scale = check_number("curvature_scale", curvature_scale, gt=0)
-        self.race_candidates = check_number("race_candidates", race_candidates, ge=2, integer=True)
-        self.probe_batches = check_number("probe_batches", probe_batches, ge=0, integer=True)
-        self.budget_steps = check_number("budget_steps", budget_steps, ge=1, integer=True)
-        least = self.num_steps + self.race_candidates * (2 + self.probe_batches)
-        if self.suggestion == "race" and self.budget_steps < least:
-            raise ValueError(
-                f"`budget_steps` must be at least num_steps + race_candidates * (2 + probe_batches) = {least} for "
-                f"suggestion='race', got {budget_steps!r}."
-            )
-        self.train_steps = None if train_steps is None else check_number("train_steps", train_steps, ge=1, integer=True)
         self.monitor = monitor
         self.save_dir = save_dir
         self.save_png = bool(save_png)
@@ -363,7 +359,7 @@ class LRFinder(IdentifiedCallback):
         trial = TrialSteps(trainer, pl_module, self.monitor)
         bases = [[float(g.get("initial_lr", g["lr"])) for g in opt.param_groups] for opt in optimizers]
         ref = next((b for row in bases for b in row if b != 0.0), 1.0)
-        result = LRFinderResult(method=self.suggestion, epoch=trainer.current_epoch)
+        result = LRFinderResult(method=self.suggestion.name, epoch=trainer.current_epoch)
         start = time.perf_counter()
         snapshot = TrainingSnapshot(
             pl_module, optimizers, getattr(trainer.precision_plugin, "scaler", None), trial.loader
@@ -371,13 +367,13 @@ class LRFinder(IdentifiedCallback):
         try:
             with trial.isolated():
                 batches = trial.batches()
-                if self.suggestion == "curvature":
+                if isinstance(self.suggestion, Curvature):
                     self._curvature(trial, optimizers, batches, result)
                 self._sweep(trial, optimizers, batches, bases, ref, result)
         finally:
             snapshot.restore()
-        if self.suggestion == "race" and result.lrs:
-            self._races(trial, snapshot, optimizers, bases, ref, result)
+        if isinstance(self.suggestion, Race) and result.lrs:
+            self._races(trial, snapshot, optimizers, bases, ref, result, self.suggestion)
         result.seconds = time.perf_counter() - start
         self._suggest(trainer, result)
         self.result = result
@@ -422,17 +418,20 @@ class LRFinder(IdentifiedCallback):
         bases: list[list[float]],
         ref: float,
         result: LRFinderResult,
+        race: Race,
     ) -> None:
         """Race each candidate from the snapshot on the same batches; restore after each race, also on errors."""
         index = divergence_index(result.losses, self.diverge_threshold, lrs=result.lrs)
         result.divergence_lr = result.lrs[-1] if index is None else result.lrs[index]
-        probe = self.probe_batches if trial.pl_module.automatic_optimization else 0
-        result.race_steps = (self.budget_steps - result.steps) // self.race_candidates - probe
-        candidates = race_candidates(result.divergence_lr, self.race_candidates)
+        probe = race.probe_batches if trial.pl_module.automatic_optimization else 0
+        result.race_steps = (race.budget_steps - result.steps) // race.candidates - probe
+        shape = _schedule_shape(trial.trainer, bases, result.race_steps) if race.follow_schedule else None
+        result.followed_schedule = shape is not None
+        candidates = race_candidates(result.divergence_lr, race.candidates)
         while candidates:
             lr = candidates.pop(0)
             losses, probed, diverged = self._race(
-                trial, snapshot, optimizers, _scaled(bases, ref, lr), result.race_steps, probe
+                trial, snapshot, optimizers, _scaled(bases, ref, lr), result.race_steps, probe, shape
             )
             result.race_lrs.append(lr)
             result.race_losses.append(losses)
@@ -441,7 +440,7 @@ class LRFinder(IdentifiedCallback):
             result.race_scores.append(
                 probe_score(probed, diverged) if probed is not None else race_score(losses, diverged)
             )
-            left = self.budget_steps - result.cost_steps
+            left = race.budget_steps - result.cost_steps
             if (
                 not candidates
                 and left >= result.race_steps + probe
@@ -457,9 +456,11 @@ class LRFinder(IdentifiedCallback):
         lrs: list[list[float]],
         steps: int,
         probe: int,
+        shape: list[list[list[float]]] | None = None,
     ) -> tuple[list[float], list[float] | None, bool]:
-        """Train ``steps`` steps at constant ``lrs`` from the snapshot, evaluate the end weights on the next ``probe``
-        batches, then restore the snapshot (also on errors).
+        """Train ``steps`` steps from the snapshot at ``lrs`` (times ``shape[k]``, the schedule's factors at race
+        step ``k``, when given), evaluate the end weights on the next ``probe`` batches, then restore the snapshot
+        (also on errors).
 
         Returns the training losses, the probe losses (``None`` when the race diverged or there is no probe) and
         whether the race stopped as diverged."""
@@ -469,6 +470,8 @@ class LRFinder(IdentifiedCallback):
                 write_lrs(optimizers, lrs)
                 batches = trial.batches()
                 for k in range(steps):
+                    if shape is not None:
+                        write_lrs(optimizers, [[lr * f for lr, f in zip(*rows)] for rows in zip(lrs, shape[k])])
                     loss = trial.step(optimizers, batches, k)
                     if loss is None:
                         continue
@@ -509,20 +512,20 @@ class LRFinder(IdentifiedCallback):
 
     # ---------------------------------------------------------------------------------------------- after the trials
     def _suggest(self, trainer: pl.Trainer, result: LRFinderResult) -> None:
-        if self.suggestion == "curvature":
+        method = self.suggestion
+        if isinstance(method, Curvature):
             lr = result.curvature_lr
-            result.suggestion = None if lr is None or not math.isfinite(lr) else self.curvature_scale * lr
-        elif self.suggestion == "race":
+            result.suggestion = None if lr is None or not math.isfinite(lr) else method.scale * lr
+        elif isinstance(method, Race):
             winner = choose_race(result.race_lrs, result.race_scores)
             if winner is not None:
                 result.race_winner = result.race_lrs[winner]
-                result.train_steps = self._train_steps(trainer)
-                result.budget_factor = budget_factor(result.race_steps, result.train_steps)
+                result.train_steps = self._train_steps(trainer, method)
+                exponent = SCHEDULED_BUDGET_EXPONENT if result.followed_schedule else BUDGET_EXPONENT
+                result.budget_factor = budget_factor(result.race_steps, result.train_steps, exponent)
                 result.suggestion = result.race_winner * result.budget_factor
         else:
-            found = suggest(
-                self.suggestion, result.lrs, result.losses, result.smoothed_losses, num_steps=self.num_steps
-            )
+            found = suggest(method.name, result.lrs, result.losses, result.smoothed_losses, num_steps=self.num_steps)
             if found is not None:
                 result.suggestion, result.suggestion_index = found
         # One decision for all ranks (the curves already agree: the losses were averaged over ranks).
@@ -533,16 +536,16 @@ class LRFinder(IdentifiedCallback):
                 f"{' and races that all diverged' if result.race_lrs else ''}; widen the LR range or raise `num_steps`."
             )
 
-    def _train_steps(self, trainer: pl.Trainer) -> float:
+    def _train_steps(self, trainer: pl.Trainer, race: Race) -> float:
         """The optimizer steps the suggestion is for: ``train_steps``, else what the trainer has left to run."""
-        if self.train_steps is not None:
-            return float(self.train_steps)
+        if race.train_steps is not None:
+            return float(race.train_steps)
         left = run_length(trainer)[0] - trainer.global_step
         if math.isfinite(left) and left >= 1:
             return left
         rank_zero_warn(
             f"LRFinder: the trainer's budget is unbounded; the race suggestion assumes {UNBOUNDED_TRAIN_STEPS} training"
-            " steps. Pass `train_steps` to say how long the run at the suggestion will be."
+            " steps. Pass `Race(train_steps=...)` to say how long the run at the suggestion will be."
         )
         return float(UNBOUNDED_TRAIN_STEPS)
 
@@ -661,3 +664,64 @@ def _rebase_scheduler(scheduler: Any, optimizer: Optimizer) -> None:
         rank_zero_warn(
             f"LRFinder: {type(scheduler).__name__} keeps its own LR bounds; the suggestion only moved `base_lrs`."
         )
+
+
+def _with_deprecated(method: SuggestionMethod, named: bool, deprecated: dict[str, Any]) -> SuggestionMethod:
+    """Fold the arguments ``LRFinder`` took before suggestion objects (``budget_steps``, ``race_candidates``,
+    ``probe_batches``, ``train_steps``, ``curvature_scale``) into the method, with a ``FutureWarning``; refuse any
+    that the method does not take, or that come beside a method object."""
+    if not deprecated:
+        return method
+    known = {*_RACE_ARGUMENTS, "curvature_scale"}
+    unknown = sorted(set(deprecated) - known)
+    if unknown:
+        raise TypeError(f"LRFinder got unexpected keyword argument(s) {unknown}.")
+    if not named:
+        raise ValueError(
+            f"{sorted(deprecated)} cannot be given beside a suggestion object; pass them to {method!r} instead."
+        )
+    if isinstance(method, Race):
+        accepted: tuple[str, ...] = tuple(_RACE_ARGUMENTS)
+        replacement: SuggestionMethod = Race(**{_RACE_ARGUMENTS[k]: v for k, v in deprecated.items() if k in accepted})
+    elif isinstance(method, Curvature):
+        accepted = ("curvature_scale",)
+        replacement = Curvature(scale=deprecated.get("curvature_scale", method.scale))
+    else:
+        accepted, replacement = (), method
+    wrong = sorted(set(deprecated) - set(accepted))
+    if wrong:
+        takes = f"it takes only {list(accepted)}" if accepted else "it takes no arguments"
+        raise ValueError(f"{', '.join(f'`{k}`' for k in wrong)} does not apply to suggestion={method.name!r}; {takes}.")
+    given = ", ".join(f"{k}=..." for k in sorted(deprecated))
+    warnings.warn(
+        f"LRFinder({given}) is deprecated; pass suggestion={replacement!r}.",
+        FutureWarning,
+        stacklevel=3,
+    )
+    return replacement
+
+
+def _schedule_shape(trainer: pl.Trainer, bases: list[list[float]], steps: int) -> list[list[list[float]]] | None:
+    """The factors the trainer's time-driven LR callbacks put on each group's base LR, sampled at ``steps`` evenly
+    spaced points of what is left of the run: ``shape[k][i][g]`` for race step ``k``. ``None`` when there is no
+    such callback, the run is unbounded, or a factor is negative (sign alternation is not compressed)."""
+    from lr_callbacks.lr_preview import preview
+
+    timed = [c for c in lr_contributors(trainer) if c._time_driven]
+    per_epoch = optimizer_steps_per_epoch(trainer)
+    total, epochs = run_length(trainer)
+    if not timed or per_epoch < 1 or not math.isfinite(total):
+        return None
+    epochs_run = int(epochs) if math.isfinite(epochs) else -(-int(total) // per_epoch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        planned = preview(timed, epochs=epochs_run, steps_per_epoch=per_epoch, base_lrs=bases, max_steps=int(total)).lrs
+    start = min(trainer.global_step, len(planned) - 1)
+    left = len(planned) - start
+    shape = []
+    for k in range(steps):
+        row = planned[start + (k * left) // steps]
+        shape.append([[lr / b if b != 0.0 else 0.0 for lr, b in zip(r, base)] for r, base in zip(row, bases)])
+    if any(f < 0 for step in shape for r in step for f in r):
+        return None
+    return shape

@@ -236,7 +236,6 @@ def test_yaml_typo_fails_at_compose_naming_the_key(tmp_path: Path) -> None:
         ("callbacks.step_decay.interval=epcoh", ["epoch", "step"]),
         ("callbacks.warmup.shape=cosin", ["linear", "cosine"]),
         ("callbacks.warmup_stable_decay.shape=sqrt", ["linear", "cosine", "1-sqrt"]),
-        ("callbacks.lr_finder.suggestion=valey", ["race", "centered_min", "steepest", "valley", "min_div10"]),
         ("callbacks.spike_adaptive.nan_policy=spik", ["spike", "ignore", "raise"]),
         ("callbacks.spike_guard.nan_policy=ignor", ["spike", "ignore", "raise"]),
         ("callbacks.lr_monitor.logging_interval=epochs", ["step", "epoch"]),
@@ -356,7 +355,7 @@ DEFAULT_NOTE = re.compile(r"\(default: (?P<value>[^()]*)\)\s*$")
 #: the YAMLs that configure one object each, read line by line (keyed groups hold it under their file name)
 YAML_GROUPS = {
     "callbacks": True, "logger": True, "optimizer": False, "task": False, "data": False, "trainer": False,
-    "spike_detector": False,
+    "spike_detector": False, "lr_suggestion": False,
 }  # fmt: skip
 YAMLS = [f"{group}/{name}" for group in YAML_GROUPS for name in _options(group)]
 #: the value of a key that a defaults-list entry of its own sets (a nested object, such as SpikeGuard's detector)
@@ -437,7 +436,8 @@ def test_a_changed_signature_default_fails_the_yaml_check(monkeypatch: pytest.Mo
     [f"callbacks/{n}" for n in _options("callbacks") if n in schemas.CALLBACK_SCHEMAS]
     + [f"task/{n}" for n in _options("task")]
     + [f"data/{n}" for n in _options("data")]
-    + [f"spike_detector/{n}" for n in _options("spike_detector")],
+    + [f"spike_detector/{n}" for n in _options("spike_detector")]
+    + [f"lr_suggestion/{n}" for n in _options("lr_suggestion")],
 )
 def test_the_projects_yamls_list_every_argument(config: str) -> None:
     """Each YAML of a class of this project holds every argument (STYLE), so a new argument shows in conf/."""
@@ -489,6 +489,26 @@ def test_the_nested_detector_composes_and_instantiates(detector: str, tmp_path: 
     assert type(guard.grad_detector).__name__ == "ZScoreDetector"
     assert guard.reactions == ("skip", "backoff")
     assert guard.backoff == lr_callbacks.spike.Backoff(decay="sqrt")
+
+
+def test_every_suggestion_method_has_a_schema_and_a_yaml() -> None:
+    assert set(_options("lr_suggestion")) == set(schemas.SUGGESTION_SCHEMAS) == set(lr_callbacks.LRFinder.SUGGESTIONS)
+
+
+@pytest.mark.parametrize("method", _options("lr_suggestion"))
+def test_the_nested_suggestion_composes_and_instantiates(method: str, tmp_path: Path) -> None:
+    """``callbacks=[lr_finder]`` nests the race of conf/lr_suggestion/; another method is picked on the command line;
+    a typo in the race's arguments or in the method's name fails at compose time."""
+    cfg = compose_cfg(["callbacks=[lr_finder]", "callbacks.lr_finder.suggestion.candidates=3"], tmp_path)
+    (finder,) = instantiate_callbacks(cfg.callbacks)
+    assert finder.suggestion == lr_callbacks.Race(candidates=3)
+    cfg = compose_cfg(["callbacks=[lr_finder]", f"lr_suggestion@callbacks.lr_finder.suggestion={method}"], tmp_path)
+    (finder,) = instantiate_callbacks(cfg.callbacks)
+    assert finder.suggestion == get_object(schemas.SUGGESTION_TARGETS[method])()
+    for typo in ("callbacks.lr_finder.suggestion.candidate=3", "lr_suggestion@callbacks.lr_finder.suggestion=valey"):
+        with pytest.raises(ConfigCompositionException) as err:
+            compose_cfg(["callbacks=[lr_finder]", typo], tmp_path)
+        assert typo.split("=")[0].split(".")[-1] in str(err.value) + str(err.value.__cause__)
 
 
 @pytest.mark.parametrize(

@@ -41,6 +41,7 @@ from lr_callbacks import (
     ExponentialDecay,
     LRFinder,
     OneCycle,
+    Race,
     ReduceOnPlateau,
     SignAlternation,
     SpikeAdaptiveLR,
@@ -181,7 +182,9 @@ OURS: dict[str, Ours] = {
     # calm regression: no spike, so the LR is the optimizer's own throughout (the guard's rollback copies aside)
     "SpikeAdaptiveLR": Ours(lambda: SpikeAdaptiveLR(), None, "epoch"),
     "SpikeGuard": Ours(lambda: SpikeGuard(), None, "step"),
-    "LRFinder": Ours(lambda: LRFinder(num_steps=20, max_lr=1.0, budget_steps=40, race_candidates=3), None, "epoch"),
+    "LRFinder": Ours(
+        lambda: LRFinder(num_steps=20, max_lr=1.0, suggestion=Race(budget_steps=40, candidates=3)), None, "epoch"
+    ),
 }
 
 

@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from lr_callbacks import LRFinder, StepDecay
+import lr_callbacks
+from lr_callbacks import Curvature, LRFinder, Race, StepDecay, Valley
 from lr_callbacks.finder.curve import smooth, sweep_lrs
 from tests.helpers.finder import Probe, TwoOptimizers, assert_identical, bn_regression, shuffled_loader
 from tests.helpers.tiny import LRRecorder, TinyRegression, loader, regression_data, tiny_trainer
@@ -30,7 +31,9 @@ def _in_tmp_path(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("fail_in", [None, "sweep", "race", "probe"])
 def test_everything_is_restored_bit_for_bit(optimizer: Any, kwargs: dict, fail_in: str | None) -> None:
     model = bn_regression(optimizer, **kwargs)
-    finder = LRFinder(num_steps=20, max_lr=1.0, apply=False, run_at_start=False, budget_steps=60, race_candidates=3)
+    finder = LRFinder(
+        num_steps=20, max_lr=1.0, apply=False, run_at_start=False, suggestion=Race(budget_steps=60, candidates=3)
+    )
     # The sweep makes 20 calls of training_step, then the first race 9 (+ 4 probe batches): call 25 is a race step.
     probe = Probe(finder, epoch=1, fail_at={None: None, "sweep": 4, "race": 25, "probe": "probe"}[fail_in])
     tiny_trainer([probe], max_epochs=2).fit(model, shuffled_loader())
@@ -58,7 +61,9 @@ def test_every_race_starts_from_the_snapshot_on_the_same_batches() -> None:
     """The first loss of each race is the loss of the snapshot's weights on the first batch: bit for bit the
     sweep's first loss, with shuffled batches and dropout (data position and RNG restored)."""
     model = bn_regression(torch.optim.Adam)
-    finder = LRFinder(num_steps=20, max_lr=1.0, apply=False, run_at_start=False, budget_steps=80, race_candidates=4)
+    finder = LRFinder(
+        num_steps=20, max_lr=1.0, apply=False, run_at_start=False, suggestion=Race(budget_steps=80, candidates=4)
+    )
     probe = Probe(finder, epoch=1)
     tiny_trainer([probe], max_epochs=2).fit(model, shuffled_loader())
     result = finder.result
@@ -102,7 +107,7 @@ def test_a_loader_with_its_own_generator_keeps_its_order() -> None:
         torch.manual_seed(0)
         model = TinyRegression(base_lrs=(0.05,))
         data = DataLoader(regression_data(64), batch_size=8, shuffle=True, generator=torch.Generator().manual_seed(7))
-        finder = LRFinder(num_steps=15, max_lr=1.0, apply=False, budget_steps=45, race_candidates=3)
+        finder = LRFinder(num_steps=15, max_lr=1.0, apply=False, suggestion=Race(budget_steps=45, candidates=3))
         tiny_trainer([finder] if with_finder else [], max_epochs=2).fit(model, data)
         return model.step_losses, finder
 
@@ -181,7 +186,7 @@ class WithLambdaLR(TinyRegression):
 def test_races_keep_the_group_ratios_too() -> None:
     torch.manual_seed(0)
     model = GroupLRs(base_lrs=(0.1, 0.05))
-    finder = LRFinder(num_steps=20, max_lr=1.0, budget_steps=60, race_candidates=3)
+    finder = LRFinder(num_steps=20, max_lr=1.0, suggestion=Race(budget_steps=60, candidates=3))
     tiny_trainer([finder], max_epochs=1).fit(model, loader())
     result = finder.result
     races = model.seen_lrs[result.steps : result.cost_steps]  # race steps, then each race's probe batches
@@ -353,16 +358,11 @@ def test_state_dict_round_trip() -> None:
         ({"smoothing": 1.0}, "smoothing"),
         ({"smoothing": -0.1}, "smoothing"),
         ({"diverge_threshold": 1.0}, "diverge_threshold"),
-        ({"curvature_scale": 0.0}, "curvature_scale"),
         ({"run_at_epoch": -1}, "run_at_epoch"),
-        ({"budget_steps": 129}, "budget_steps"),  # 100 sweep steps + 5 races of 2 steps and 4 probe batches
-        ({"probe_batches": 0, "budget_steps": 109}, "budget_steps"),
-        ({"race_candidates": 1}, "race_candidates"),
-        ({"probe_batches": -1}, "probe_batches"),
-        ({"probe_batches": 1.5}, "probe_batches"),
-        ({"train_steps": 0}, "train_steps"),
-        ({"train_steps": 10.5}, "train_steps"),
-        ({"budget_steps": 0, "suggestion": "valley"}, "budget_steps"),
+        ({"suggestion": Race(budget_steps=129)}, "budget_steps"),  # 100 sweep steps + 5 races of 2 steps, 4 probes
+        ({"suggestion": Race(probe_batches=0, budget_steps=109)}, "budget_steps"),
+        ({"suggestion": "valley", "budget_steps": 300}, "budget_steps"),  # an argument of another method
+        ({"suggestion": "curvature", "race_candidates": 3}, "race_candidates"),
     ],
 )
 def test_bad_arguments_raise_naming_the_argument(kwargs: dict, name: str) -> None:
@@ -375,4 +375,44 @@ def test_linear_mode_may_start_at_zero() -> None:
 
 
 def test_a_curve_method_needs_no_race_budget() -> None:
-    assert LRFinder(budget_steps=100, suggestion="valley").budget_steps == 100
+    assert LRFinder(num_steps=2, suggestion=Valley()).suggestion == Valley()
+
+
+@pytest.mark.parametrize(
+    ("make", "kwargs", "name"),
+    [
+        (Race, {"candidates": 1}, "candidates"),
+        (Race, {"probe_batches": -1}, "probe_batches"),
+        (Race, {"probe_batches": 1.5}, "probe_batches"),
+        (Race, {"train_steps": 0}, "train_steps"),
+        (Race, {"train_steps": 10.5}, "train_steps"),
+        (Race, {"budget_steps": 0}, "budget_steps"),
+        (Curvature, {"scale": 0.0}, "scale"),
+    ],
+)
+def test_bad_method_arguments_raise_naming_the_argument(make: Any, kwargs: dict, name: str) -> None:
+    with pytest.raises(ValueError, match=f"`{name}`"):
+        make(**kwargs)
+
+
+def test_the_old_arguments_still_work_with_a_future_warning() -> None:
+    with pytest.warns(FutureWarning, match=r"suggestion=Race\(candidates=3, budget_steps=200"):
+        finder = LRFinder(budget_steps=200, race_candidates=3, train_steps=50)
+    assert finder.suggestion == Race(candidates=3, budget_steps=200, train_steps=50)
+    with pytest.warns(FutureWarning, match=r"suggestion=Curvature\(scale=0.25\)"):
+        assert LRFinder(suggestion="curvature", curvature_scale=0.25).suggestion == Curvature(0.25)
+
+
+def test_old_arguments_are_refused_beside_a_method_object_and_unknown_ones_are_a_type_error() -> None:
+    with pytest.raises(ValueError, match="beside a suggestion object"):
+        LRFinder(suggestion=Race(), budget_steps=200)
+    with pytest.raises(TypeError, match="budget_step"):
+        LRFinder(budget_step=200)
+
+
+@pytest.mark.parametrize("name", ["race", "centered_min", "steepest", "valley", "min_div10", "curvature"])
+def test_a_name_is_the_method_with_its_defaults(name: str) -> None:
+    method = LRFinder(suggestion=name).suggestion
+    assert method.name == name
+    assert method == type(method)()
+    assert eval(repr(method), vars(lr_callbacks)) == method  # noqa: S307  (our own repr, evaluated back)

@@ -12,7 +12,7 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from lr_callbacks import LRFinder
+from lr_callbacks import LRFinder, Race
 from tests.helpers.tiny import TinyRegression, loader
 
 
@@ -54,7 +54,10 @@ def test_ddp_ranks_share_the_curve_and_the_suggestion(tmp_path: Path) -> None:
         devices=2,
         strategy="ddp_spawn",
         max_epochs=1,
-        callbacks=[LRFinder(num_steps=30, max_lr=1.0, save_png=False, budget_steps=70), Report(str(tmp_path))],
+        callbacks=[
+            LRFinder(num_steps=30, max_lr=1.0, save_png=False, suggestion=Race(budget_steps=70)),
+            Report(str(tmp_path)),
+        ],
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,

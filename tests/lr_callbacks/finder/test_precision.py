@@ -15,7 +15,7 @@ import pytest
 import torch
 from lightning.pytorch.plugins import MixedPrecision
 
-from lr_callbacks import LRFinder
+from lr_callbacks import LRFinder, Race
 from tests.helpers.finder import Probe, assert_identical, bn_regression, shuffled_loader
 from tests.helpers.tiny import tiny_trainer
 
@@ -26,7 +26,9 @@ def _in_tmp_path(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def finder_for_restore() -> LRFinder:
-    return LRFinder(num_steps=20, max_lr=1e4, apply=False, run_at_start=False, budget_steps=60, race_candidates=3)
+    return LRFinder(
+        num_steps=20, max_lr=1e4, apply=False, run_at_start=False, suggestion=Race(budget_steps=60, candidates=3)
+    )
 
 
 @pytest.mark.parametrize("fail_in", [None, "race"])

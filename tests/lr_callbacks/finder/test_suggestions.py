@@ -14,10 +14,11 @@ import pytest
 import torch
 from torch import nn
 
-from lr_callbacks import LRFinder
+from lr_callbacks import CosineAnnealing, Curvature, LRFinder, Race, SignAlternation
 from lr_callbacks.curvature import sgd_stability_factor
-from lr_callbacks.finder.callback import SUGGESTIONS, UNBOUNDED_TRAIN_STEPS
+from lr_callbacks.finder.callback import SCHEDULED_BUDGET_EXPONENT, SUGGESTIONS, UNBOUNDED_TRAIN_STEPS
 from lr_callbacks.finder.curve import (
+    BUDGET_EXPONENT,
     CURVE_METHODS,
     PROBE_BATCHES,
     budget_factor,
@@ -60,7 +61,9 @@ def test_curve_methods_in_the_callback_equal_the_pure_function(method: str) -> N
 
 def test_race_in_the_callback_equals_the_pure_functions() -> None:
     model = TinyRegression(base_lrs=(0.1,))
-    finder = run_finder(model, max_epochs=20, num_steps=40, max_lr=10.0, budget_steps=120, race_candidates=4)
+    finder = run_finder(
+        model, max_epochs=20, num_steps=40, max_lr=10.0, suggestion=Race(budget_steps=120, candidates=4)
+    )
     r = finder.result
     index = divergence_index(r.losses, 4.0, lrs=r.lrs)
     assert r.divergence_lr == (r.lrs[-1] if index is None else r.lrs[index])
@@ -87,7 +90,7 @@ def test_the_probe_scores_the_race_end_weights_on_the_batches_after_its_own() ->
     weights; its probe losses are the end weights' losses on the next four batches, no step taken."""
     model = TinyRegression(base_lrs=(0.1,))
     initial = copy.deepcopy(model.layer)
-    finder = run_finder(model, num_steps=20, max_lr=1.0, budget_steps=62, race_candidates=3)
+    finder = run_finder(model, num_steps=20, max_lr=1.0, suggestion=Race(budget_steps=62, candidates=3))
     r = finder.result
     batches = list(loader())
     assert r.race_steps == 10  # not a whole number of epochs of 8 batches: the probe batches are 2, 3, 4, 5
@@ -108,7 +111,7 @@ def test_the_probe_scores_the_race_end_weights_on_the_batches_after_its_own() ->
 
 def test_without_a_probe_or_under_manual_optimization_the_race_scores_its_training_losses() -> None:
     finder = run_finder(
-        TinyRegression(base_lrs=(0.1,)), num_steps=30, max_lr=10.0, budget_steps=90, race_candidates=3, probe_batches=0
+        TinyRegression(base_lrs=(0.1,)), num_steps=30, max_lr=10.0, suggestion=Race(3, budget_steps=90, probe_batches=0)
     )
     r = finder.result
     assert r.race_steps == (90 - r.steps) // 3
@@ -118,7 +121,7 @@ def test_without_a_probe_or_under_manual_optimization_the_race_scores_its_traini
 
     torch.manual_seed(0)
     model = TwoOptimizers()  # training_step steps the optimizers itself: no step-free probe exists
-    finder = LRFinder(num_steps=30, max_lr=1.0, budget_steps=90, race_candidates=3, save_png=False)
+    finder = LRFinder(num_steps=30, max_lr=1.0, save_png=False, suggestion=Race(budget_steps=90, candidates=3))
     tiny_trainer([finder], max_epochs=1).fit(model, loader())
     r = finder.result
     assert r.probe_forwards == 0
@@ -130,10 +133,12 @@ def test_without_a_probe_or_under_manual_optimization_the_race_scores_its_traini
 
 # ----------------------------------------------------------------------------------------------- the training budget
 def test_the_budget_is_what_the_trainer_has_left_or_what_train_steps_says() -> None:
-    mid = run_finder(TinyRegression(), max_epochs=5, num_steps=12, max_lr=1.0, budget_steps=72, race_candidates=3,
-                     run_at_start=False, run_at_epoch=2)  # fmt: skip
+    race = Race(budget_steps=72, candidates=3)
+    mid = run_finder(TinyRegression(), max_epochs=5, num_steps=12, max_lr=1.0, suggestion=race, run_at_start=False,
+                     run_at_epoch=2)  # fmt: skip
     assert mid.result.train_steps == 5 * 8 - 2 * 8  # two epochs of 8 steps are done
-    given = run_finder(TinyRegression(), num_steps=12, max_lr=1.0, budget_steps=72, race_candidates=3, train_steps=5000)
+    race = Race(budget_steps=72, candidates=3, train_steps=5000)
+    given = run_finder(TinyRegression(), num_steps=12, max_lr=1.0, suggestion=race)
     r = given.result
     assert r.train_steps == 5000
     assert r.suggestion == pytest.approx(r.race_winner * (r.race_steps / 5000) ** 0.4)
@@ -145,7 +150,7 @@ def test_an_unbounded_trainer_warns_and_assumes_the_longest_tuned_budget() -> No
             trainer.should_stop = True
 
     torch.manual_seed(0)
-    finder = LRFinder(num_steps=12, max_lr=1.0, budget_steps=72, race_candidates=3, save_png=False)
+    finder = LRFinder(num_steps=12, max_lr=1.0, save_png=False, suggestion=Race(budget_steps=72, candidates=3))
     with pytest.warns(UserWarning, match="budget is unbounded"):
         tiny_trainer([finder, StopAtTrainStart()], max_epochs=-1).fit(TinyRegression(), loader())
     r = finder.result
@@ -184,7 +189,7 @@ def closed_form_race(a: float, lr: float, steps: int, threshold: float = 4.0) ->
 def test_the_race_picks_the_candidate_the_closed_form_says() -> None:
     a = 4.0  # the stable range is lr < 2 / a = 0.5; lr = 1 / a = 0.25 zeroes w in one step
     finder = run_finder(
-        Quadratic(a), num_steps=60, min_lr=1e-4, max_lr=10.0, budget_steps=160, race_candidates=5, train_steps=1000
+        Quadratic(a), num_steps=60, min_lr=1e-4, max_lr=10.0, suggestion=Race(5, budget_steps=160, train_steps=1000)
     )
     r = finder.result
     assert r.diverged
@@ -218,7 +223,9 @@ def test_races_continue_below_while_the_smallest_candidate_wins_and_the_budget_l
     # smallest. The budget freed by the two diverged races (no probe for them) pays for one more candidate, 0.156,
     # which wins again (it contracts w by 0.375 per step, 0.44 by 0.77), but no full race of 16 steps and 4 probe
     # batches fits any more: 12 + 4 + 4 + 20 + 20 = 60 of 72.
-    finder = run_finder(Quadratic(4.0), num_steps=12, min_lr=1e-4, max_lr=10.0, budget_steps=72, race_candidates=3)
+    finder = run_finder(
+        Quadratic(4.0), num_steps=12, min_lr=1e-4, max_lr=10.0, suggestion=Race(budget_steps=72, candidates=3)
+    )
     r = finder.result
     assert r.divergence_lr == pytest.approx(10.0)
     assert r.race_steps == (72 - 12) // 3 - PROBE_BATCHES == 16
@@ -243,7 +250,7 @@ def exact_curvature_bound(model: TinyRegression, factor: float, weight_decay: fl
 def curvature_run(**optimizer_kwargs: Any) -> tuple[TinyRegression, LRFinder]:
     torch.manual_seed(0)
     model = TinyRegression(base_lrs=(0.1,), **optimizer_kwargs)
-    return model, run_finder(model, num_steps=10, max_lr=1e-2, suggestion="curvature", curvature_scale=0.5)
+    return model, run_finder(model, num_steps=10, max_lr=1e-2, suggestion=Curvature(scale=0.5))
 
 
 def test_the_curvature_probe_estimates_lambda_max_from_below() -> None:
@@ -311,7 +318,9 @@ def test_the_sgd_factor_is_torchs_stability_edge(nesterov: bool) -> None:
 def test_the_finder_never_exceeds_its_step_budget(budget: int, candidates: int) -> None:
     model = TinyRegression(base_lrs=(0.1,))
     calls = model.step_losses  # one entry per training_step call
-    finder = LRFinder(num_steps=40, max_lr=10.0, budget_steps=budget, race_candidates=candidates, save_png=False)
+    finder = LRFinder(
+        num_steps=40, max_lr=10.0, save_png=False, suggestion=Race(budget_steps=budget, candidates=candidates)
+    )
     after_finder: list[int] = []
 
     class CountAtTrainStart(pl.Callback):  # runs after the finder's on_train_start
@@ -329,4 +338,58 @@ def test_the_finder_never_exceeds_its_step_budget(budget: int, candidates: int) 
 
 def test_every_method_is_listed_and_the_default_is_the_race() -> None:
     assert ("race", *CURVE_METHODS, "curvature") == SUGGESTIONS
-    assert LRFinder().suggestion == "race"
+    assert LRFinder().suggestion == Race()
+
+
+# ----------------------------------------------------------------------------------------------- races and schedules
+class LRAtStep(TinyRegression):
+    """Records the LR of the first group at every ``training_step`` call (trial steps included)."""
+
+    def __init__(self) -> None:
+        super().__init__(base_lrs=(0.1,))
+        self.lrs_seen: list[float] = []
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        self.lrs_seen.append(self.trainer.optimizers[0].param_groups[0]["lr"])
+        return super().training_step(batch, batch_idx)
+
+
+def race_lrs_seen(model: LRAtStep, finder: LRFinder, race: int) -> list[float]:
+    r = finder.result
+    assert r is not None
+    start = r.steps + sum(len(losses) for losses in r.race_losses[:race])
+    return model.lrs_seen[start : start + len(r.race_losses[race])]
+
+
+@pytest.mark.parametrize("follow", [True, False])
+def test_a_race_runs_the_trainers_schedule_compressed_to_its_length(follow: bool) -> None:
+    """Beside ``CosineAnnealing(T_max=T)`` over a run of T = 40 steps, race step k of h runs at
+    ``candidate * (1 + cos(pi * floor(k * T / h) / T)) / 2``; with ``follow_schedule=False`` at the candidate."""
+    model = LRAtStep()
+    total = 5 * 8
+    race = Race(candidates=3, budget_steps=12 + 3 * 10, probe_batches=0, follow_schedule=follow)
+    finder = LRFinder(num_steps=12, max_lr=1.0, save_png=False, apply=False, suggestion=race)
+    torch.manual_seed(0)
+    tiny_trainer([finder, CosineAnnealing(T_max=total, interval="step")], max_epochs=5).fit(model, loader())
+    r = finder.result
+    assert r is not None
+    assert r.followed_schedule is follow
+    h = r.race_steps
+    for i, candidate in enumerate(r.race_lrs):
+        seen = race_lrs_seen(model, finder, i)
+        factors = [(1 + math.cos(math.pi * (k * total // h) / total)) / 2 if follow else 1.0 for k in range(len(seen))]
+        assert seen == pytest.approx([candidate * f for f in factors], rel=1e-12)
+    assert r.budget_factor == pytest.approx((h / total) ** (SCHEDULED_BUDGET_EXPONENT if follow else BUDGET_EXPONENT))
+
+
+def test_a_race_beside_sign_alternation_or_no_schedule_runs_at_a_constant_lr() -> None:
+    """A negative factor (sign alternation) is not compressed into a race; nor is anything without a schedule."""
+    for callbacks in ([SignAlternation(period=2, interval="step")], []):
+        model = LRAtStep()
+        race = Race(candidates=3, budget_steps=42, probe_batches=0)
+        finder = LRFinder(num_steps=12, max_lr=1.0, save_png=False, apply=False, suggestion=race)
+        torch.manual_seed(0)
+        tiny_trainer([finder, *callbacks], max_epochs=2).fit(model, loader())
+        assert finder.result is not None
+        assert not finder.result.followed_schedule
+        assert race_lrs_seen(model, finder, 0) == [finder.result.race_lrs[0]] * finder.result.race_steps
