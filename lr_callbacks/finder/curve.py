@@ -24,6 +24,8 @@ RACE_SPACING = 2**1.5  # ratio between neighbouring race candidates
 RACE_TAIL = 0.5  # without a probe, a race is scored by the mean loss over this last fraction of its steps
 RACE_TIE = 0.02  # candidates within 2% of the best race score tie; the largest of them wins
 PROBE_BATCHES = 4  # batches after a race's own, evaluated without a step at its end: the race's score
+UNINFORMATIVE = 0.1  # a race whose best score is not this share below the starting loss learned nothing
+START_POINTS = 5  # sweep points (at the smallest LRs, where the weights barely move) the starting loss is read from
 BUDGET_EXPONENT = 0.4  # the best constant LR for T steps scales as T**-0.4 (fitted on the development tasks)
 
 
@@ -291,23 +293,47 @@ def race_score(losses: Sequence[float], diverged: bool = False, tail: float = RA
     return sum(losses[-count:]) / count
 
 
-def choose_race(candidates: Sequence[float], scores: Sequence[float], tie: float = RACE_TIE) -> int | None:
+def choose_race(
+    candidates: Sequence[float],
+    scores: Sequence[float],
+    tie: float = RACE_TIE,
+    start: float | None = None,
+    uninformative: float = UNINFORMATIVE,
+) -> int | None:
     """The winning candidate: the largest LR whose score is within ``tie`` (relative) of the best score.
 
     Candidates that barely moved the loss in a short race tie, and then the largest is the one that makes the most
-    progress over a longer run. ``None`` when every race diverged.
+    progress over a longer run. When the starting loss ``start`` is given and no race brought its score
+    ``uninformative`` (10%) below it, the races learned nothing that ranks the candidates (a network at chance
+    level after every race, as large LRs stall it): the smallest candidate that did not diverge wins. ``None`` when
+    every race diverged.
 
     >>> choose_race([0.4, 0.2, 0.1], [float("inf"), 1.01, 1.0])
     1
     >>> choose_race([0.4, 0.2, 0.1], [float("inf"), 1.5, 1.0])
+    2
+    >>> choose_race([0.4, 0.2, 0.1], [1.0, 0.97, 0.99], start=1.0)
     2
     """
     finite = [s for s in scores if math.isfinite(s)]
     if not finite:
         return None
     best = min(finite)
+    if start is not None and math.isfinite(start) and best >= (1.0 - uninformative) * start:
+        return min((i for i, s in enumerate(scores) if math.isfinite(s)), key=lambda i: candidates[i])
     bar = best + tie * abs(best)
     return max((i for i, s in enumerate(scores) if s <= bar), key=lambda i: candidates[i])
+
+
+def starting_loss(losses: Sequence[float], points: int = START_POINTS) -> float:
+    """The loss before any training, read from the first ``points`` sweep losses (at the smallest LRs the weights
+    barely move): their mean; ``inf`` without finite ones.
+
+    >>> starting_loss([2.0, 2.2, 1.8, 2.0, 2.0, 0.5])
+    2.0
+    """
+    head = [v for v in losses[:points] if math.isfinite(v)]
+    return sum(head) / len(head) if head else math.inf
 
 
 def budget_factor(race_steps: int, train_steps: float, exponent: float = BUDGET_EXPONENT) -> float:

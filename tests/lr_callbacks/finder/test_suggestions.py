@@ -28,6 +28,7 @@ from lr_callbacks.finder.curve import (
     race_candidates,
     race_diverged,
     race_score,
+    starting_loss,
     suggest,
 )
 from tests.helpers.finder import TwoOptimizers
@@ -77,8 +78,9 @@ def test_race_in_the_callback_equals_the_pure_functions() -> None:
             assert len(probed) == PROBE_BATCHES
             assert score == probe_score(probed)
     assert any(math.isfinite(score) for score in r.race_scores)
-    winner = choose_race(r.race_lrs, r.race_scores)
+    winner = choose_race(r.race_lrs, r.race_scores, start=starting_loss(r.losses))
     assert winner is not None
+    assert r.race_informative
     assert r.race_winner == r.race_lrs[winner]
     assert r.train_steps == 20 * 8 == model.trainer.estimated_stepping_batches  # found at step 0 of the fit
     assert r.budget_factor == budget_factor(r.race_steps, 160) < 1.0
@@ -393,3 +395,27 @@ def test_a_race_beside_sign_alternation_or_no_schedule_runs_at_a_constant_lr() -
         assert finder.result is not None
         assert not finder.result.followed_schedule
         assert race_lrs_seen(model, finder, 0) == [finder.result.race_lrs[0]] * finder.result.race_steps
+
+
+def test_a_race_that_learned_nothing_lets_the_smallest_candidate_win() -> None:
+    """No race brings its score 10% below the starting loss: the largest tied candidate would be a guess, and a
+    too-large LR costs more than a too-small one, so the smallest finite candidate wins."""
+    lrs, scores = [0.4, 0.2, 0.1, 0.05], [math.inf, 0.95, 0.97, 0.99]
+    assert choose_race(lrs, scores) == 1
+    assert choose_race(lrs, scores, start=1.0) == 3
+    assert choose_race(lrs, scores, start=1.2) == 1  # 0.95 is more than 10% below 1.2: informative
+    assert choose_race(lrs, [math.inf] * 4, start=1.0) is None
+    assert starting_loss([1.0, 3.0, math.nan, 2.0, 2.0, 9.0]) == 2.0
+
+
+def test_a_full_batch_run_keeps_the_race_winner() -> None:
+    """One optimizer step per epoch sees the whole data set: no gradient noise, no noise floor, no budget factor."""
+    model = TinyRegression(base_lrs=(0.1,))
+    torch.manual_seed(0)
+    finder = LRFinder(num_steps=12, max_lr=1.0, save_png=False, suggestion=Race(candidates=3, budget_steps=42))
+    tiny_trainer([finder], max_epochs=100).fit(model, loader(n=64, batch_size=64))
+    r = finder.result
+    assert r is not None
+    assert r.train_steps == 100
+    assert r.budget_factor == 1.0
+    assert r.suggestion == r.race_winner
