@@ -230,7 +230,6 @@ LITERALS = [
     (lr_callbacks.ReduceOnPlateau, "mode", lr_callbacks.ReduceOnPlateau.MODES),
     (lr_callbacks.ReduceOnPlateau, "threshold_mode", lr_callbacks.ReduceOnPlateau.THRESHOLD_MODES),
     (lr_callbacks.LRFinder, "mode", lr_callbacks.LRFinder.MODES),
-    (lr_callbacks.LRFinder, "suggestion", lr_callbacks.LRFinder.SUGGESTIONS),
     (lr_callbacks.SpikeAdaptiveLR, "nan_policy", lr_callbacks.SpikeAdaptiveLR.NAN_POLICIES),
     (lr_callbacks.SpikeGuard, "nan_policy", lr_callbacks.SpikeGuard.NAN_POLICIES),
     *[(getattr(lr_callbacks, n), "interval", LRContributor.INTERVALS) for n in PUBLIC_CALLBACKS

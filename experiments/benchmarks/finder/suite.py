@@ -1,29 +1,30 @@
-"""LR finder quality, in and out of sample: ours (every suggestion), Lightning's ``LearningRateFinder``, fastai valley.
+"""LR finder quality, out of sample: ours (every suggestion), Lightning's ``LearningRateFinder``, fastai's valley and
+the LR-free optimizers, for each schedule the suggestion drives.
 
-For every task of :mod:`experiments.benchmarks.finder.tasks`, on its development and its evaluation part separately:
-the grid-best LR (:mod:`experiments.benchmarks.finder.reference`), each method's suggested LR (geometric mean over
-the seeds), the loss ratio (mean final loss at the per-seed suggestions / the grid's best mean final loss; 1.00 =
-as good as the grid's best, the bar is 1.10), ``|log2(suggested / best)|`` (mean over seeds) and the cost in steps
-(for ``race`` its optimizer steps plus its probe batches, each counted as a step; Hessian-vector products for
-``curvature``), then a summary per method with the median wall time of a finder run, and on how many tasks ours
-has a lower loss ratio than Lightning's finder and than fastai's valley. The last row of each task,
-``best_of_seeds23``, is no finder: it is the grid-best LR of seeds 2 and 3 trained on seeds 0 and 1, the noise
-ceiling of the benchmark.
+For each pairing (constant LR, cosine to zero, one-cycle) a development table and an evaluation table: each task's
+noise level τ and the best LRs of the two reference folds, then every method's score r against the pairing's
+cross-fitted reference (:mod:`experiments.benchmarks.finder.score`), a summary per method with the share of tasks
+within each factor of the reference, and the bar for the default, ``race``. The constant pairing is developed on
+all 56 development tasks, the schedules on :data:`experiments.benchmarks.finder.split.SCHEDULE_DEV`; every pairing is
+evaluated on the same 16 tasks of :data:`experiments.benchmarks.finder.split.EVAL`.
 
-Final losses are cached per task in ``$LR_FINDER_CACHE`` (default ``.finder_cache``); ``LR_FINDER_CACHE=none``
-recomputes everything from scratch (about an hour on two shared CPU cores, most of it the two grid references;
-the 14-task evaluation part alone took 13 minutes).
+Suggestions and final losses are cached per task in ``$LR_FINDER_CACHE`` (default ``.finder_cache``);
+``LR_FINDER_CACHE=none`` recomputes everything. ``LR_FINDER_PAIRINGS`` (comma-separated), ``LR_FINDER_PARTS``
+(``dev``, ``eval``) and ``LR_FINDER_METHODS`` (rows of :data:`experiments.benchmarks.finder.compare.METHODS`)
+restrict what is run and printed.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import warnings
 
-from experiments.benchmarks.finder.compare import compare, format_table
+from experiments.benchmarks.finder.compare import METHODS, compare, format_table
 from experiments.benchmarks.finder.reference import LossCache, cache_dir
-from experiments.benchmarks.finder.tasks import DEV, EVAL
+from experiments.benchmarks.finder.split import DEV, EVAL, SCHEDULE_DEV
+from experiments.benchmarks.finder.tasks import SCHEDULES
 from experiments.benchmarks.timing import one_thread
 
 
@@ -34,17 +35,31 @@ def _quiet() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+def _listed(variable: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
+    value = os.environ.get(variable, "").strip()
+    chosen = tuple(v.strip() for v in value.split(",") if v.strip()) if value else allowed
+    unknown = sorted(set(chosen) - set(allowed))
+    if unknown:
+        raise SystemExit(f"{variable}: unknown {unknown}; choose from {list(allowed)}")
+    return chosen
+
+
 def run(args: argparse.Namespace) -> None:
-    """Print the development table, then the evaluation table."""
+    """For each pairing, print the development table, then the evaluation table."""
     _quiet()
     cache = LossCache(cache_dir())
+    pairings, parts = _listed("LR_FINDER_PAIRINGS", SCHEDULES), _listed("LR_FINDER_PARTS", ("dev", "eval"))
+    methods = _listed("LR_FINDER_METHODS", METHODS)
     with one_thread():
-        parts = (
-            (f"development part ({len(DEV)} tasks: every tuned choice was made on these)", DEV),
-            (f"evaluation part ({len(EVAL)} tasks, written after the current method was frozen: out of sample)", EVAL),
-        )
-        for title, names in parts:
-            print(format_table(compare(names, cache, other_seeds=True), title) + "\n", flush=True)
+        for schedule in pairings:
+            dev = DEV if schedule == "constant" else SCHEDULE_DEV
+            tables = {
+                "dev": (f"{schedule}: development part ({len(dev)} tasks: every tuned choice was made on these)", dev),
+                "eval": (f"{schedule}: evaluation part ({len(EVAL)} tasks, written before any of them ran)", EVAL),
+            }
+            for part in parts:
+                title, names = tables[part]
+                print(format_table(compare(names, cache, schedule, methods), title) + "\n", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,18 +1,20 @@
-"""The tasks that validate LR finders and their development/evaluation split.
+"""The tasks of the first four parts of the finder benchmark, and how a task is trained.
 
 Each :class:`FinderTask` is a seeded problem: data (``data(seed)``), a network and loss (:class:`TaskModule`), an
-optimizer, a batch size and a training budget in optimizer steps. :func:`final_loss` trains a fresh module at one
-constant LR for the budget, in a plain PyTorch loop, and returns the loss on the whole training set at the end.
-The same seed gives the same data, initial weights and batch order for every LR, so LRs differ only by the LR.
+optimizer, a batch size and a training budget in optimizer steps. :func:`final_loss` trains a fresh module for the
+budget at one peak LR under one of :data:`SCHEDULES` (constant, cosine to zero, one-cycle), in a plain PyTorch loop,
+and returns the loss on the whole training set at the end. The same seed gives the same data, initial weights and
+batch order for every LR, so LRs differ only by the LR.
 
-The 56 tasks spread over optimizers (SGD, SGD + momentum, Nesterov, Adam, AdamW with weight decay, RMSprop), models
-(linear, MLP, MLP with BatchNorm, small CNNs on synthetic images, a GRU, an LSTM, a self-attention model and a
-bag of embeddings on synthetic sequences, autoencoders), losses (MSE, cross-entropy, BCE), normalised and
-unnormalised inputs, batch sizes from 8 to the full data set and budgets from 100 to 2000 steps. :data:`DEV` (42
-tasks) holds those that finder choices may be tuned on, :data:`EVAL` (14 tasks, written after the current method
-was frozen) those that only measure; each part covers every optimizer.
+The 56 tasks of :data:`FIRST_TASKS` spread over optimizers (SGD, SGD + momentum, Nesterov, Adam, AdamW with weight
+decay, RMSprop), models (linear, MLP, MLP with BatchNorm, small CNNs on synthetic images, a GRU, an LSTM, a
+self-attention model and a bag of embeddings on synthetic sequences, autoencoders), losses (MSE, cross-entropy, BCE),
+normalised and unnormalised inputs, batch sizes from 8 to the full data set and budgets from 100 to 2000 steps. They
+were written as four parts, each evaluated once and then made a development part; the fifth part is
+:mod:`experiments.benchmarks.finder.fifth_part`, and :mod:`experiments.benchmarks.finder.split` says which tasks are
+development and which evaluation.
 
->>> task = TASKS["mlp_tanh_momentum"]
+>>> task = FIRST_TASKS["mlp_tanh_momentum"]
 >>> task.optimizer, task.batch_size, task.steps
 ('sgd_momentum', 64, 300)
 >>> final_loss(task, 0, lr=0.0, steps=0) == final_loss(task, 0, lr=0.0, steps=20)
@@ -264,7 +266,7 @@ class FinderTask:
     """One validation task.
 
     Attributes:
-        name: Key in :data:`TASKS`.
+        name: Key in :data:`experiments.benchmarks.finder.split.TASKS`.
         net: Builds the network (called after seeding torch, so the seed fixes the initial weights).
         loss: One of :data:`LOSSES`.
         optimizer: Key in :data:`OPTIMIZERS`.
@@ -351,7 +353,7 @@ _TASK_LIST = [
     FinderTask(
         "mlp_fullbatch_gd", lambda: mlp([4, 32, 32, 1], nn.Tanh), "mse", "sgd", smooth_regression_data, None, 2000
     ),
-    # first evaluation half (consumed by the first evaluation: development tasks now, see DEV)
+    # first evaluation half (consumed by the first evaluation: development tasks now, see FIRST_DEV)
     FinderTask("housing_linear_sgd", lambda: nn.Linear(8, 1), "mse", "sgd", housing_data, 64, 1000),
     FinderTask(
         "spirals_mlp_momentum", lambda: mlp([2, 64, 64, 3]), "cross_entropy", "sgd_momentum", spirals_data, 32, 1000
@@ -396,7 +398,7 @@ _TASK_LIST = [
         None,
         1000,
     ),
-    # fresh evaluation part, added after the first evaluation (see DEV)
+    # second evaluation part, added after the first evaluation (see FIRST_DEV)
     FinderTask("linear_regression_adam", lambda: nn.Linear(20, 1), "mse", "adam", linear_regression_data, 16, 800),
     FinderTask(
         "softmax_regression_sgd", lambda: nn.Linear(30, 10), "cross_entropy", "sgd", softmax_regression_data, 64, 600
@@ -459,7 +461,7 @@ _TASK_LIST = [
         2000,
         "unnormalised",
     ),
-    # third evaluation part, written before the second round of tuning (see EVAL)
+    # third evaluation part, written before the second round of tuning (see FIRST_DEV)
     FinderTask(
         "polynomial_features_sgd",
         lambda: nn.Linear(4, 1),
@@ -521,7 +523,7 @@ _TASK_LIST = [
     ),
     FinderTask("bag_of_words_sgd", lambda: BagOfEmbeddings(50, 4), "cross_entropy", "sgd", topic_tokens_data, 32, 500),
     FinderTask("cnn_blob_position_adamw", lambda: ConvRegressor(2), "mse", "adamw", blob_position_images_data, 64, 300),
-    # fourth evaluation part, written after the current method was frozen (see EVAL)
+    # fourth evaluation part, written after the race method was frozen (see FIRST_DEV)
     FinderTask("rings_mlp_adam", lambda: mlp([2, 64, 64, 3]), "cross_entropy", "adam", ring_classes_data, 32, 600),
     FinderTask(
         "heteroscedastic_linear_momentum_b16",
@@ -605,48 +607,94 @@ _TASK_LIST = [
     FinderTask("cnn_stripes_adam", lambda: ConvRegressor(1), "mse", "adam", stripe_frequency_images_data, 16, 300),
     FinderTask("wide_mlp_bce_adamw", lambda: mlp([30, 256, 1]), "bce", "adamw", overlapping_gaussians_data, 256, 100),
 ]
-TASKS: dict[str, FinderTask] = {t.name: t for t in _TASK_LIST}
+FIRST_TASKS: dict[str, FinderTask] = {t.name: t for t in _TASK_LIST}
+"""The tasks of the first four parts, by name."""
 FIRST_DEV: tuple[str, ...] = tuple(t.name for t in _TASK_LIST[:8])
 FIRST_EVAL: tuple[str, ...] = tuple(t.name for t in _TASK_LIST[8:16])
 SECOND_EVAL: tuple[str, ...] = tuple(t.name for t in _TASK_LIST[16:28])
 THIRD_EVAL: tuple[str, ...] = tuple(t.name for t in _TASK_LIST[28:42])
-DEV: tuple[str, ...] = FIRST_DEV + FIRST_EVAL + SECOND_EVAL + THIRD_EVAL
-"""Finder choices (windows, divisors, factors, candidate counts) may be tuned on these tasks only.
-
-Each evaluation part is consumed once its figures are seen: the first split had eight tasks on each side, and the
+FOURTH_EVAL: tuple[str, ...] = tuple(t.name for t in _TASK_LIST[42:])
+"""Each evaluation part was consumed once its figures were seen: the first split had eight tasks on each side, and the
 method tuned on :data:`FIRST_DEV` failed on :data:`FIRST_EVAL`; the race method then tuned on both missed the bar on
-:data:`SECOND_EVAL`, and its second round missed it on :data:`THIRD_EVAL`. All three evaluation parts have since
-been development tasks."""
-EVAL: tuple[str, ...] = tuple(t.name for t in _TASK_LIST[42:])
-"""Out-of-sample tasks, written after the current method was frozen (before a third round was tried on :data:`DEV`,
-which changed nothing): they measure, nothing is tuned on them."""
+:data:`SECOND_EVAL`, its second round missed it on :data:`THIRD_EVAL`, and the frozen race missed the 1.10x bar on
+:data:`FOURTH_EVAL`. All four are development tasks now (:data:`experiments.benchmarks.finder.split.DEV`)."""
 SEEDS: tuple[int, ...] = (0, 1)
+"""The seeds of the first reference fold (fold A); :data:`experiments.benchmarks.finder.reference.OTHER_SEEDS` is
+fold B."""
 TASKS_VERSION = 1
 """Bumped whenever a task changes, so cached reference results are not reused."""
 
 
 # ----------------------------------------------------------------------------------------------- training
+SCHEDULES = ("constant", "cosine", "one_cycle")
+"""What a run does with its peak LR: keep it, anneal it to zero along a cosine, or run torch's one-cycle."""
+
+OptimizerFactory = Callable[[Iterator[nn.Parameter], float], torch.optim.Optimizer]
+
+
+def lr_scheduler(
+    schedule: str, optimizer: torch.optim.Optimizer, steps: int
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """The torch scheduler of ``schedule`` over ``steps`` optimizer steps, stepped after each of them (``None`` for a
+    constant LR).
+
+    ``"cosine"``: ``peak * (1 + cos(pi * t / steps)) / 2`` at step ``t`` (``CosineAnnealingLR`` with ``T_max=steps``,
+    ``eta_min=0``); ``"one_cycle"``: ``OneCycleLR(max_lr=peak, total_steps=steps, cycle_momentum=False)`` with torch's
+    defaults (30% warm-up from ``peak / 25``, cosine annealing to ``peak / 25e4``).
+
+    >>> opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    >>> scheduler = lr_scheduler("cosine", opt, 4)
+    >>> [round(opt.param_groups[0]["lr"], 3) for _ in range(4) if not scheduler.step()]
+    [0.854, 0.5, 0.146, 0.0]
+    """
+    if schedule not in SCHEDULES:
+        raise ValueError(f"`schedule` must be one of {list(SCHEDULES)}, got {schedule!r}.")
+    if schedule == "cosine":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: 0.5 * (1.0 + math.cos(math.pi * t / steps)))
+    if schedule == "one_cycle":
+        peak = optimizer.param_groups[0]["lr"]
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=peak, total_steps=steps, cycle_momentum=False)
+    return None
+
+
 def final_loss(
-    task: FinderTask, seed: int, lr: float, steps: int | None = None, tail: int = 5, every: int = 10
+    task: FinderTask,
+    seed: int,
+    lr: float,
+    steps: int | None = None,
+    tail: int = 5,
+    every: int = 10,
+    schedule: str = "constant",
+    optimizer: OptimizerFactory | None = None,
 ) -> float:
-    """Train a fresh module for ``steps`` optimizer steps (default the task's budget) at a constant ``lr``.
+    """Train a fresh module for ``steps`` optimizer steps (default the task's budget) at peak LR ``lr`` under
+    ``schedule`` (:func:`lr_scheduler`), with the task's optimizer or ``optimizer(params, lr)``.
 
     Returns the loss on the whole training set (eval mode), averaged over ``tail`` evaluations ``every`` steps
     apart that end at the last step: at a constant LR the loss jitters from step to step, and one evaluation would
-    rank neighbouring LRs by that jitter. A run whose loss stops being finite returns ``inf``.
+    rank neighbouring LRs by that jitter. A run whose loss stops being finite returns ``inf``. An optimizer with
+    ``train()`` and ``eval()`` methods (schedule-free) is switched to ``eval()`` for each evaluation.
     """
     module = task.module(seed, lr)
-    optimizer = module.configure_optimizers()
+    opt = module.configure_optimizers() if optimizer is None else optimizer(module.parameters(), lr)
     batches = task.batches(seed)
     data = task.tensors(seed)
     budget = task.steps if steps is None else steps
+    scheduler = lr_scheduler(schedule, opt, budget) if budget > 0 else None
     checkpoints = {budget - every * k for k in range(tail)}
     seen: list[float] = []
+    modes = getattr(opt, "train", None), getattr(opt, "eval", None)
+    if modes[0] is not None:
+        modes[0]()
 
     def evaluate() -> None:
         module.eval()
+        if modes[1] is not None:
+            modes[1]()
         with torch.no_grad():
             seen.append(float(module.loss(data)))
+        if modes[0] is not None:
+            modes[0]()
         module.train()
 
     if 0 in checkpoints:
@@ -654,12 +702,14 @@ def final_loss(
     done = 0
     while done < budget:
         for batch in batches:
-            optimizer.zero_grad()
+            opt.zero_grad()
             loss = module.loss(batch)
             if not torch.isfinite(loss):
                 return math.inf
             loss.backward()
-            optimizer.step()
+            opt.step()
+            if scheduler is not None:
+                scheduler.step()
             done += 1
             if done in checkpoints:
                 evaluate()
