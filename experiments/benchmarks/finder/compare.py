@@ -27,6 +27,7 @@ them again.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import math
@@ -64,8 +65,10 @@ FINDER_RIVALS = ("lightning", "fastai_valley")
 ALL_SEEDS: tuple[int, ...] = FOLDS[0] + FOLDS[1]
 
 
+@functools.cache
 def finder_fingerprint() -> str:
-    """A short hash of the source of :mod:`lr_callbacks.finder`: cached suggestions of ours are keyed by it."""
+    """A short hash of the source of :mod:`lr_callbacks.finder` (read once per process): cached suggestions of ours
+    are keyed by it."""
     digest = hashlib.sha256()
     for path in sorted(Path(lr_callbacks.finder.__file__).parent.glob("*.py")):
         digest.update(path.read_bytes())
